@@ -86,7 +86,8 @@ _NUMBER_LIST = re.compile(r"\d{1,6}(?:\s*(?:-|–|to)\s*\d{1,6})?", re.I)
 _MENTION = re.compile(
     r"\b(?:frames?|f)\s*#?\s*(\d{1,6}(?:\s*(?:,|and|&|or|-|–|to)\s*#?\s*\d{1,6})*)", re.I
 )
-_LETTER = re.compile(r"^\s*[\(\[]?\s*([A-Za-z])\s*[\)\]]?(?:[\s\.:,)]|$)")
+_BRACKETED = re.compile(r"^\s*[\(\[]\s*([A-Za-z])\s*[\)\]]")  # "(c) ..." in any case
+_LETTER = re.compile(r"^\s*([A-Z])(?:[\s\.:,)]|$)")  # "B", "B. cat", "B) cat"; capitals only
 _NUM = re.compile(r"[-+]?\d[\d,]*\.?\d*(?:[eE][-+]?\d+)?|[-+]?\.\d+")
 
 
@@ -210,8 +211,10 @@ def normalize_answer(raw: str | None, answer_type: str = "option",
 def _option_letter(raw: str, options: list[str] | None) -> str | None:
     n = len(options) if options else 26
     valid = {chr(ord("A") + i) for i in range(n)}
-    m = _LETTER.match(raw)
-    if m and m.group(1).upper() in valid and (m.group(1).isupper() or len(raw.strip("()[] .")) == 1):
+    m = _BRACKETED.match(raw) or _LETTER.match(raw)
+    if not m and len(raw.strip(" .")) == 1:
+        m = re.match(r"\s*([a-z])", raw)  # a lone lower-case letter
+    if m and m.group(1).upper() in valid:
         return m.group(1).upper()
     if options:
         low = raw.lower().strip(" .")

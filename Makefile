@@ -1,0 +1,79 @@
+# rler-eval: common commands. `make help` lists them.
+# A fresh clone: `make setup && make test`, then `make eval`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch build to install first. This machine's disk holds these two; on another
+# machine choose your own, e.g. TORCH_SPEC="torch torchvision --index-url https://download.pytorch.org/whl/cu124".
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev
+
+TASK ?= synthvid
+MODEL ?= $(shell test -f checkpoints/rler-tiny/config.json && echo checkpoints/rler-tiny || echo tiny-random)
+STRATEGY ?=
+FRAMES ?=
+LIMIT ?=
+OUT ?=
+RUNS ?= results/runs
+RECIPE ?= train/tiny_cpu.yaml
+PYTEST_ARGS ?=
+
+RUN_FLAGS = --task $(TASK) --model $(MODEL) \
+	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(FRAMES),--frames $(FRAMES)) \
+	$(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
+
+.PHONY: help setup test eval report bench synth sweep train tiny-model fixtures clean
+
+help:
+	@echo "make setup        create $(VENV): $(TORCH_SPEC), then pip install -e '.[$(EXTRAS)]'"
+	@echo "make test         run the test suite"
+	@echo "make eval         evaluate MODEL on TASK (default: $(TASK) with $(MODEL)); STRATEGY, FRAMES, LIMIT, OUT"
+	@echo "make report       leaderboard (markdown, CSV, PNG) from RUNS"
+	@echo "make bench        print performance figures (video decode, cache, generation, election)"
+	@echo "make synth        write a synthvid set to data/synthvid-custom"
+	@echo "make sweep        sweep strategies over recorded runs (RUNS)"
+	@echo "make train        run a training recipe (RECIPE=$(RECIPE))"
+	@echo "make tiny-model   train the bundled rler-tiny model with train/tiny_cpu.yaml"
+	@echo "make fixtures     write official-schema fixture data for every benchmark to data/fixtures"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/pip install -e ".[$(EXTRAS)]"
+
+test:
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+eval:
+	$(BIN)/rler-eval run $(RUN_FLAGS)
+
+report:
+	$(BIN)/rler-eval report $(RUNS)
+
+bench:
+	$(BIN)/python bench/bench_video.py
+	$(BIN)/python bench/bench_generate.py
+	$(BIN)/python bench/bench_election.py
+
+synth:
+	$(BIN)/rler-eval synth --out data/synthvid-custom --n 100 --seed 0
+
+sweep:
+	$(BIN)/rler-eval sweep $(RUNS)
+
+train:
+	$(BIN)/rler-eval train --recipe $(RECIPE)
+
+tiny-model:
+	$(BIN)/rler-eval train --recipe train/tiny_cpu.yaml
+
+fixtures:
+	$(BIN)/python -m tests.fixtures --out data/fixtures
+	@echo "now e.g.: make eval TASK=mvbench RLER_DATA=data/fixtures"
+
+clean:
+	rm -rf .pytest_cache .hypothesis build dist *.egg-info

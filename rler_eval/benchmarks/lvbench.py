@@ -1,0 +1,136 @@
+"""LVBench: hour-long videos, four-option questions, six overlapping capability categories.
+
+Why this adapter exists: LVBench's release is one JSON-lines file with a line per video
+and its questions nested inside, options written inline in the question text, and a list
+of categories per question. This module flattens it into one Sample per question, reads
+the options and the annotated time span (used as ground-truth evidence for grounding),
+and scores with the official `polish_answer` + exact match and the official per-category
+accuracy in which a question counts in every category it carries. Sources: docs/FACTS.md.
+
+Layout read (under the card's data root, e.g. $RLER_DATA/lvbench):
+
+    video_info.meta.jsonl        {"key", "type", "video_info": {...}, "qa": [{uid, question,
+                                  answer, question_type: [...], time_reference}]}
+    videos/<key>.mp4             one video per key (any sub-folder of videos/ is searched)
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rler_eval.benchmarks import base, extract
+from rler_eval.errors import InputError
+from rler_eval.prompt import build_prompt as default_build_prompt
+from rler_eval.prompt import prompt_key
+from rler_eval.tasks import TaskCard
+from rler_eval.types import FrameSet, Prompt, Sample
+
+META = "video_info.meta.jsonl"
+# Official short names of the categories (THUDM/LVBench scripts/test_acc.py `name_map`).
+SHORT_NAMES = {"key information retrieval": "KIR", "event understanding": "EU", "summarization": "Sum",
+               "entity recognition": "ER", "reasoning": "Rea", "temporal grounding": "TG"}
+# The lmms-eval prompt suffix (lmms_eval/tasks/lvbench/utils.py): options stay inline.
+POST_PROMPT = "Answer the question with the option letter."
+_OPTION_LINE = re.compile(r"^\s*\(([A-Z])\)\s*(.*)$")
+
+
+def load_samples(card: TaskCard) -> list[Sample]:
+    root = extract.require(card.root, card, "the LVBench data root")
+    meta = extract.require(root / META, card, f"LVBench's {META}")
+    videos = _video_index(root / "videos")
+    samples = []
+    for lineno, video in enumerate(extract.read_jsonl(meta), 1):
+        where = f"{meta}:{lineno}"
+        key = str(extract.field(video, "key", where))
+        qas = extract.field(video, "qa", where, list)
+        for j, qa in enumerate(qas):
+            path = videos.get(key, root / "videos" / f"{key}.mp4")
+            samples.append(_to_sample({**qa, "key": key}, card, f"{where} qa[{j}]", path))
+    return samples
+
+
+def _video_index(folder: Path) -> dict[str, Path]:
+    """key -> video file, for videos named <key>.<ext> anywhere under videos/."""
+    out: dict[str, Path] = {}
+    if folder.is_dir():
+        for p in sorted(folder.rglob("*")):
+            if p.suffix.lower() in {".mp4", ".mkv", ".webm", ".avi", ".mov"}:
+                out.setdefault(p.stem, p)
+    return out
+
+
+def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
+    """One `qa` item with its video's `key` added."""
+    key = str(extract.field(doc, "key", f"doc {index}"))
+    return _to_sample(doc, card, f"doc {index}", card.root / "videos" / f"{key}.mp4")
+
+
+def _to_sample(qa: dict, card: TaskCard, where: str, video: Path) -> Sample:
+    uid = extract.field(qa, "uid", where)
+    text = extract.field(qa, "question", where, str)
+    answer = extract.field(qa, "answer", where, str).strip()
+    types = extract.field(qa, "question_type", where, (list, str))
+    types = [types] if isinstance(types, str) else [str(t) for t in types]
+    question, options = split_options(text)
+    if not options:
+        raise InputError(f"{where}: field 'question' has no inline options like '(A) ...'")
+    if answer not in extract.LETTERS[:len(options)]:
+        raise InputError(f"{where}: field 'answer' {answer!r} is not a letter among the {len(options)} options")
+    span = parse_time_reference(qa.get("time_reference"))
+    return Sample(
+        id=str(uid), task=card.name, question=question, answer=answer, answer_type="option",
+        options=options, video=str(video), key_times=[span] if span else None,
+        category={"question_type": types}, doc=dict(qa),
+    )
+
+
+def split_options(text: str) -> tuple[str, list[str]]:
+    """("question stem", [option texts]) from LVBench's inline "\\n(A) ..." lines."""
+    stem, options = [], []
+    for line in text.split("\n"):
+        m = _OPTION_LINE.match(line)
+        if m and m.group(1) == extract.LETTERS[len(options)]:
+            options.append(m.group(2).strip())
+        elif options:
+            options[-1] += " " + line.strip()  # an option text wrapped onto the next line
+        else:
+            stem.append(line)
+    return "\n".join(stem).strip(), options
+
+
+def parse_time_reference(value) -> tuple[float, float] | None:
+    """'MM:SS-MM:SS' or 'HH:MM:SS-HH:MM:SS' -> (start, end) seconds; None if absent/unreadable."""
+    if not isinstance(value, str) or "-" not in value:
+        return None
+    try:
+        a, b = (sum(float(x) * 60 ** i for i, x in enumerate(reversed(part.strip().split(":"))))
+                for part in value.split("-", 1))
+    except ValueError:
+        return None
+    return (min(a, b), max(a, b))
+
+
+def build_prompt(sample: Sample, frameset: FrameSet | None, card: TaskCard | None = None) -> Prompt:
+    """The default layout; the plain prompt ends with lmms-eval's "Answer ... option letter"."""
+    prompt = default_build_prompt(sample, frameset, card)
+    if card is not None and card.prompt != "evidence":
+        prompt.content[-1]["text"] += "\n" + POST_PROMPT
+        prompt.key = prompt_key(prompt.content, frameset)
+    return prompt
+
+
+def score(sample: Sample, response: str | None) -> dict:
+    """Official `polish_answer` on the <answer> span (or whole reply), exact letter match."""
+    text, _ = extract.answer_text(response)
+    letter = extract.lvbench_letter(text)
+    return {"score": float(letter == sample.answer), "extracted": letter or None}
+
+
+def aggregate(rows: list[dict], card: TaskCard | None = None) -> dict:
+    """Overall accuracy, and accuracy per category counting a question in each of its
+    categories (THUDM/LVBench compute_accuracy.py); also under the official short names."""
+    out = base.aggregate(rows, card)
+    by = out.get("by_question_type", {})
+    out["by_question_type_short"] = {SHORT_NAMES.get(k, k): v for k, v in by.items()}
+    return out

@@ -1,0 +1,167 @@
+"""The vLLM backend: fast batched generation on GPUs, through vLLM's offline `LLM` API.
+
+Why it exists: for full benchmark runs with K candidates per question, vLLM's paged
+attention and continuous batching are far faster than the transformers loop. Each
+candidate is submitted as its own prompt with its own `SamplingParams(seed=...)`, so every
+candidate is reproducible on its own; vLLM's automatic prefix caching (multi-modal items
+are hashed by content) shares the prompt's prefill among the K copies and across later
+adaptive rounds, which is the role `HFBackend`'s prefill LRU plays in-process.
+
+vllm is an optional extra (`pip install rler-eval[vllm]`) and is imported only when the
+backend is constructed. The request-building half of this module (`build_inputs`,
+`sampling_kwargs`, `candidate_from_output`) is pure Python, so it is unit-tested
+without vllm.
+
+Facts used (vLLM documentation, docs.vllm.ai: "Offline Inference", "Multimodal Inputs",
+`vllm.logprobs`, `vllm.v1.sample.sampler`):
+- `LLM(model=...)`, `LLM.generate(prompts, sampling_params)` where `prompts` is a list of
+  `{"prompt": str, "multi_modal_data": {"image": [PIL images], "video": [arrays]}}` and
+  `sampling_params` may be one `SamplingParams` per prompt;
+- `SamplingParams(n, temperature, top_p, seed, max_tokens, logprobs)`; with `logprobs=k`
+  each output token carries a dict token id -> `Logprob(logprob, rank, decoded_token)`
+  that always includes the sampled token;
+- in the V1 engine the returned log-probs are computed from the raw logits, before
+  temperature and penalties (`logprobs_mode="raw_logprobs"`, the default), which matches
+  the untempered log-probs `HFBackend` records;
+- the prompt text must follow the model's own chat template, with one image placeholder
+  per image, so it is rendered with the checkpoint's HF processor.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rler_eval.models.base import GenerationRequest
+from rler_eval.types import Candidate, Prompt
+
+
+def chat_messages(prompt: Prompt) -> tuple[list[dict], list, list]:
+    """The prompt as HF chat messages plus its images (PIL) and videos (N,H,W,3 arrays)."""
+    import numpy as np
+    from PIL import Image
+
+    parts, images, videos = [], [], []
+    for part in prompt.content:
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image":
+            img = part["image"]
+            if isinstance(img, (str, os.PathLike)):
+                img = Image.open(img)
+            elif not isinstance(img, Image.Image):
+                img = Image.fromarray(np.asarray(img, dtype=np.uint8))
+            images.append(img.convert("RGB"))
+            parts.append({"type": "image"})
+        elif kind == "video":
+            videos.append(np.asarray(part["video"].frames, dtype=np.uint8))
+            parts.append({"type": "video"})
+        else:
+            raise ValueError(f"unsupported prompt part type {kind!r}")
+    messages = []
+    if prompt.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+    messages.append({"role": "user", "content": parts})
+    return messages, images, videos
+
+
+def build_inputs(prompt: Prompt, render) -> dict:
+    """One vLLM prompt dict: `render(messages)` gives the chat-templated text."""
+    messages, images, videos = chat_messages(prompt)
+    inp: dict = {"prompt": render(messages)}
+    mm: dict = {}
+    if images:
+        mm["image"] = images
+    if videos:
+        mm["video"] = videos
+    if mm:
+        inp["multi_modal_data"] = mm
+    return inp
+
+
+def sampling_kwargs(req: GenerationRequest, index: int, seed: int | None, logprobs: int = 1) -> dict:
+    """`SamplingParams` keyword arguments for candidate `index` of a request."""
+    kw = {"n": 1, "temperature": float(req.temperatures[index]), "max_tokens": int(req.max_new_tokens),
+          "logprobs": logprobs}
+    if req.top_p < 1.0:
+        kw["top_p"] = float(req.top_p)
+    if seed is not None:
+        kw["seed"] = int(seed)
+    return kw
+
+
+def expand_request(req: GenerationRequest) -> list[tuple[int, int | None]]:
+    """(candidate index, seed) pairs: one vLLM prompt per candidate, seeds drawn if absent."""
+    seeds = list(req.seeds) if req.seeds else [None] * req.k
+    if len(seeds) != req.k:
+        raise ValueError(f"request has {req.k} temperatures but {len(seeds)} seeds")
+    return [(i, s if s is not None else int.from_bytes(os.urandom(4), "little") >> 1) for i, s in enumerate(seeds)]
+
+
+def candidate_from_output(completion, temperature: float, seed: int | None) -> Candidate:
+    """A `Candidate` from one vLLM `CompletionOutput` (text, token_ids, logprobs)."""
+    ids = list(getattr(completion, "token_ids", None) or [])
+    lps, toks = None, None
+    entries = getattr(completion, "logprobs", None)
+    if entries is not None and ids:
+        lps, toks = [], []
+        for pos, tok in enumerate(ids):
+            entry = entries[pos]
+            info = entry.get(tok) if hasattr(entry, "get") else entry[tok]
+            if info is None:
+                lps, toks = None, None
+                break
+            lps.append(float(info.logprob))
+            toks.append(info.decoded_token if info.decoded_token is not None else "")
+    return Candidate(text=completion.text, token_logprobs=lps, tokens=toks, temperature=float(temperature),
+                     seed=seed, n_tokens=len(ids))
+
+
+class VLLMBackend:
+    """K candidates per prompt through `vllm.LLM` (optional dependency)."""
+
+    supports_logprobs = True
+
+    def __init__(self, model_path: str, label: str | None = None, trust_remote_code: bool = False,
+                 dtype: str = "auto", max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1, limit_mm_per_prompt: dict | None = None, **llm_kwargs):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError("the vLLM backend needs vllm: pip install 'rler-eval[vllm]' "
+                              f"(on a machine with a supported GPU). Import failed with: {e}") from e
+        from transformers import AutoProcessor
+
+        self.name = label or f"vllm:{model_path}"
+        self.processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        kwargs = dict(model=model_path, trust_remote_code=trust_remote_code, dtype=dtype,
+                      gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                      limit_mm_per_prompt=limit_mm_per_prompt or {"image": 64, "video": 1})
+        if max_model_len:
+            kwargs["max_model_len"] = max_model_len
+        kwargs.update(llm_kwargs)
+        self.llm = LLM(**kwargs)
+        self.stats = {"requests": 0, "candidates": 0, "generated_tokens": 0}
+
+    def render(self, messages: list[dict]) -> str:
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[list[Candidate]]:
+        """All candidates of all requests go to vLLM in one `generate` call."""
+        from vllm import SamplingParams
+
+        prompts, params, where = [], [], []
+        for r, req in enumerate(requests):
+            inp = build_inputs(req.prompt, self.render)
+            for i, seed in expand_request(req):
+                prompts.append(inp)
+                params.append(SamplingParams(**sampling_kwargs(req, i, seed)))
+                where.append((r, i, seed))
+        outs = self.llm.generate(prompts, params, use_tqdm=False) if prompts else []
+        result: list[list[Candidate | None]] = [[None] * req.k for req in requests]
+        for (r, i, seed), out in zip(where, outs):
+            result[r][i] = candidate_from_output(out.outputs[0], requests[r].temperatures[i], seed)
+        self.stats["requests"] += len(requests)
+        self.stats["candidates"] += len(where)
+        self.stats["generated_tokens"] += sum(c.n_tokens for row in result for c in row if c)
+        return result  # type: ignore[return-value]
