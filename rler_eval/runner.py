@@ -26,7 +26,16 @@ from rler_eval.tasks import TaskCard, load_task
 from rler_eval.types import Prediction, Sample
 
 RESULTS_DIR = Path("results/runs")
-DEFAULT_MODEL = os.environ.get("RLER_MODEL", "tiny-random")
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "rler-tiny"
+
+
+def default_model() -> str:
+    """$RLER_MODEL, else the bundled trained rler-tiny when present, else a tiny random model."""
+    if os.environ.get("RLER_MODEL"):
+        return os.environ["RLER_MODEL"]
+    return str(BUNDLED_MODEL) if (BUNDLED_MODEL / "config.json").exists() else "tiny-random"
+
+
 # config keys that must match for a run folder to be resumed
 RESUME_KEYS = ("task", "model", "strategy", "election", "frames", "max_new_tokens", "seed", "shard")
 
@@ -36,9 +45,9 @@ RESUME_KEYS = ("task", "model", "strategy", "election", "frames", "max_new_token
 
 def add_arguments(p) -> None:
     p.add_argument("--task", default="synthvid", help="task card name (tasks/<name>.yaml) or path [synthvid]")
-    p.add_argument("--model", default=DEFAULT_MODEL,
+    p.add_argument("--model", default=None,
                    help="local HF checkpoint folder, 'tiny-random', 'vllm:PATH' or 'openai:MODEL@URL' "
-                        "[$RLER_MODEL or tiny-random]")
+                        "[$RLER_MODEL, else the bundled checkpoints/rler-tiny, else tiny-random]")
     p.add_argument("--strategy", default=None, help="greedy | majority@K | best_of@K | rler@K | rler "
                                                     "[the task card's strategy]")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -62,7 +71,7 @@ def cli(args) -> int:
         card.max_new_tokens = args.max_new_tokens
     strategy = args.strategy or card.strategy
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
-    metrics, out = run(card, args.model, strategy, overrides, limit=args.limit, shard=args.shard,
+    metrics, out = run(card, args.model or default_model(), strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
                        cache_dir=args.cache_dir)
     print_summary(metrics, out)

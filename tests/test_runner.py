@@ -27,7 +27,7 @@ def card_path(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     card = {"name": "synth_small", "benchmark": "synthvid", "data_root": str(root / "data"), "split": "test",
             "frames": {"n": 4, "max_pixels": 56 * 56}, "max_new_tokens": 24, "strategy": "greedy",
-            "args": {"n": N, "seed": 3}}
+            "args": {"generate": True, "n": N, "seed": 3}}
     path = root / "synth_small.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
