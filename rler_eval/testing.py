@@ -108,11 +108,13 @@ def corpus() -> list[str]:
 
 
 def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64, layers: int = 2,
-                     vision_depth: int = 2, vision_hidden: int = 32, vocab_size: int = 1024) -> Path:
+                     vision_depth: int = 2, vision_hidden: int = 32, vocab_size: int = 1024,
+                     extra_corpus: list[str] | None = None) -> Path:
     """Build and save a tiny random Qwen2.5-VL (model, tokenizer, processor) in `out_dir`.
 
     `vocab_size` is the BPE training target; the saved model's vocabulary is the
-    tokenizer's full length (trained tokens + protocol tags). Returns `out_dir`.
+    tokenizer's full length (trained tokens + protocol tags). `extra_corpus` adds texts
+    (e.g. the training questions) to the tokenizer's corpus. Returns `out_dir`.
     """
     import torch
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -129,7 +131,7 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus(), trainer=trainer)
+    tok.train_from_iterator(corpus() + list(extra_corpus or []), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in PROTOCOL_TAGS])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None,

@@ -1,0 +1,184 @@
+"""Training: reward orderings, contrast mode on a real model, and SFT -> GRPO steps that learn."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rler_eval import evidence
+from rler_eval.training import rewards
+
+REPO = Path(__file__).resolve().parent.parent
+OPTS = ["red", "green", "blue", "yellow"]
+
+
+def call(fn, texts, answer="B", key=(3,), n=8, answer_type="option", options=OPTS):
+    k = len(texts)
+    return fn(completions=[[{"role": "assistant", "content": t}] for t in texts], answer=[answer] * k,
+              answer_type=[answer_type] * k, options=[options] * k, n_frames=[n] * k, key_frames=[list(key)] * k)
+
+
+GOOD = evidence.format_evidence("Frame 3 shows the square is green at that moment.", [3], "B")
+WRONG = evidence.format_evidence("Frame 3 shows the square is red at that moment.", [3], "A")
+MALFORMED = "the square is green B"
+REPETITIVE = evidence.format_evidence("the square is green " * 30, [3], "B")
+
+
+def test_accuracy_orders_correct_above_incorrect_by_answer_type():
+    assert call(rewards.accuracy, [GOOD, WRONG]) == [1.0, 0.0]
+    num = call(rewards.accuracy, ["<answer>10</answer>", "<answer>14</answer>", "<answer>40</answer>"],
+               answer="10", answer_type="number", options=None)
+    assert num[0] == 1.0 > num[1] > num[2] == 0.0
+    text = call(rewards.accuracy, ["<answer>a man opens the door</answer>", "<answer>a dog</answer>"],
+                answer="a man opens a door", answer_type="text", options=None)
+    assert text[0] > text[1]
+
+
+def test_transparency_gates_malformed_and_repetition_is_penalised():
+    t = call(rewards.transparency, [GOOD, MALFORMED, "<think>x</think><answer>B</answer>"])
+    assert t[0] == 1.0 and t[1] < 0.5 and t[2] < t[0]
+    r = call(rewards.anti_repetition, [GOOD, REPETITIVE, ""])
+    assert r[0] > 0.9 > 0.2 > r[1] and r[2] == 0.0
+
+
+def test_frame_sensitive_is_grounding_f1_with_tolerance():
+    cite = lambda frames: evidence.format_evidence("Frame 1 shows it.", frames, "B")  # noqa: E731
+    g = call(rewards.frame_sensitive, [cite([3]), cite([4]), cite([6]), cite([3, 6, 7]), MALFORMED], key=(3,))
+    assert g[0] == 1.0 and g[1] == 1.0  # ±1 frame tolerance
+    assert g[2] == 0.0 and 0 < g[3] < 1 and g[4] == 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from rler_eval.testing import tiny_model_dir
+
+    path = tiny_model_dir()
+    return AutoModelForImageTextToText.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
+
+
+def test_contrast_mode_runs_on_the_tiny_model(tiny):
+    from PIL import Image
+
+    model, processor = tiny
+    images = [Image.new("RGB", (56, 56), (40 * i, 200 - 20 * i, 90)) for i in range(4)]
+    content = []
+    for i in range(4):
+        content += [{"type": "text", "text": evidence.frame_caption(i + 1, i * 0.5) + ":"}, {"type": "image", "text": ""}]
+    content.append({"type": "text", "text": "Question: What colour is the square?\n" + evidence.instructions()})
+    prompt = [{"role": "user", "content": content}]
+    reward = rewards.ContrastReward(mode="mask").attach(model, processor)
+    texts = [evidence.format_evidence("Frame 2 shows a green square.", [2], "B"),
+             evidence.format_evidence("Frame 2 shows a red square.", [2], "A")]
+    out = reward(prompts=[prompt, prompt], completions=texts, answer=["B", "B"], answer_type=["option"] * 2,
+                 options=[OPTS] * 2, n_frames=[4, 4], key_frames=[[], []], images=[images, images])
+    assert 0.0 <= out[0] <= 1.0 and out[1] == 0.0  # a wrong answer earns no contrast reward
+    p_real = reward.answer_prob(prompt, texts[0], evidence.parse(texts[0], 4, "option", OPTS), images)
+    assert 0.0 < p_real < 1.0
+    masked = reward.alter(images, [2])
+    assert masked[1].getpixel((0, 0)) == (128, 128, 128) and masked[0] is images[0]
+    shuffled = rewards.ContrastReward(mode="shuffle").alter(images, [])
+    assert sorted(id(i) for i in shuffled) == sorted(id(i) for i in images)
+    # with key frames, the contrast reward is plain G
+    assert reward(prompts=[prompt], completions=[texts[0]], answer=["B"], answer_type=["option"], options=[OPTS],
+                  n_frames=[4], key_frames=[[2]], images=[images]) == [1.0]
+
+
+def test_sft_then_grpo_steps_change_the_model_and_log_every_reward(tmp_path, monkeypatch):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from rler_eval.training.cli import train
+    from rler_eval.training.recipe import load_recipe
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLER_DATA", str(tmp_path / "data"))
+    card = {"name": "synth_train_small", "benchmark": "synthvid", "data_root": str(tmp_path / "data" / "st"),
+            "frames": {"n": 4, "max_pixels": 56 * 56}, "args": {"generate": True, "n": 8, "seed": 5}}
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(card))
+    recipe = {"name": "test", "output_dir": str(tmp_path / "out"),
+              "model": {"build": {"hidden": 64, "layers": 2, "vision_depth": 1, "vision_hidden": 32}},
+              "data": {"task": str(tmp_path / "card.yaml"), "limit": 8},
+              "sft": {"max_steps": 12, "learning_rate": 0.01, "per_device_train_batch_size": 4, "logging_steps": 4,
+                      "report_to": []},
+              "grpo": {"max_steps": 2, "learning_rate": 0.001, "per_device_train_batch_size": 4, "num_generations": 4,
+                       "max_completion_length": 48, "temperature": 1.5, "logging_steps": 1, "report_to": []}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    out = train(load_recipe(tmp_path / "recipe.yaml"))
+
+    before = AutoModelForImageTextToText.from_pretrained(tmp_path / "runs/train/test/sft").state_dict()
+    after = AutoModelForImageTextToText.from_pretrained(out).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before), "GRPO steps did not change the model"
+    init = AutoModelForImageTextToText.from_pretrained(tmp_path / "runs/train/test/init").state_dict()
+    assert any(not torch.equal(init[k], before[k]) for k in init), "SFT steps did not change the model"
+
+    log = json.loads((out / "training_log.json").read_text())
+    grpo_keys = set().union(*log["grpo"])
+    for name in ("accuracy", "transparency", "anti_repetition", "frame_sensitive"):
+        assert f"rewards/{name}/mean" in grpo_keys
+    assert "kl" in grpo_keys or "completions/mean_length" in grpo_keys
+    assert (out / "reward_curves.png").stat().st_size > 5000
+
+
+def test_recipes_load_into_valid_trl_configs(tmp_path):
+    from rler_eval.training.recipe import grpo_config, load_recipe, sft_config
+
+    for name in ("tiny_cpu.yaml", "qwen2_5_vl_7b.yaml"):
+        recipe = load_recipe(REPO / "train" / name)
+        cfg = grpo_config(recipe, tmp_path / name)
+        assert cfg.num_generations >= 2 and len(cfg.reward_weights) == 4
+        if recipe.sft:
+            assert sft_config(recipe, tmp_path / name).learning_rate > 0
+    big = load_recipe(REPO / "train" / "qwen2_5_vl_7b.yaml")
+    cfg = grpo_config(big, tmp_path / "big")
+    assert cfg.use_vllm and cfg.vllm_mode == "colocate" and big.model["path"].endswith("Qwen2.5-VL-7B-Instruct")
+
+
+def test_video_r1_json_and_charades_rows_build_from_fixtures(tmp_path, monkeypatch):
+    import numpy as np
+
+    from rler_eval.tasks import load_task
+    from rler_eval.training import data
+    from rler_eval.video import write_video
+
+    frames = np.zeros((24, 56, 56, 3), np.uint8)
+    for i in range(24):
+        frames[i] = (i * 10) % 255
+    write_video(tmp_path / "clip.mp4", frames, 8)
+    rows = [{"problem_id": 1, "problem": "What happens first?", "data_type": "video", "problem_type": "multiple choice",
+             "options": ["A. a", "B. b", "C. c", "D. d"], "process": "<think>...</think>",
+             "solution": "<answer>C</answer>", "path": "clip.mp4", "data_source": "fixture", "key_times": [[1.0, 2.0]]},
+            {"problem_id": 2, "problem": "How many?", "data_type": "video", "problem_type": "numerical",
+             "solution": "<answer>3</answer>", "path": "clip.mp4"}]
+    (tmp_path / "r1.json").write_text(json.dumps(rows))
+    card = load_task("synthvid_train")
+    card.frames.n = 6
+    samples = data.video_r1_samples(tmp_path / "r1.json", card)
+
+    # the 7B recipe's own data section reads the same layout under $RLER_DATA
+    from rler_eval.training.cli import load_data
+    from rler_eval.training.recipe import load_recipe
+    r1_root = tmp_path / "Video-R1-data"
+    r1_root.mkdir()
+    (r1_root / "Video-R1-260k.json").write_text(json.dumps(rows))
+    (r1_root / "clip.mp4").write_bytes((tmp_path / "clip.mp4").read_bytes())
+    monkeypatch.setenv("RLER_DATA", str(tmp_path))
+    big_card, big_samples = load_data(load_recipe(REPO / "train" / "qwen2_5_vl_7b.yaml"))
+    assert big_card.frames.n == 16 and [s.answer for s in big_samples] == ["C", "3"]
+    big_rows = data.build_rows(big_samples, big_card, with_targets=False, cache_dir=tmp_path / "cache")
+    assert len(big_rows[0]["images"]) == 16
+    assert samples[0].answer == "C" and samples[0].options == ["a", "b", "c", "d"] and samples[1].answer_type == "number"
+    built = data.build_rows(samples, card, with_targets=False, cache_dir=tmp_path / "cache")
+    assert len(built[0]["images"]) == 6 and built[0]["key_frames"] and not built[1]["key_frames"]
+    assert sum(p["type"] == "image" for p in built[0]["prompt"][0]["content"]) == 6
+
+    (tmp_path / "sta.txt").write_text("clip 0.5 1.5##a person opens a door.\n")
+    sta = data.charades_sta_samples(tmp_path / "sta.txt", card, tmp_path)
+    assert sta[0].key_times == [(0.5, 1.5)] and sta[0].answer_type == "text"
+
+    (tmp_path / "bad.json").write_text(json.dumps([{"problem": "x", "solution": "y", "path": "p"}]))
+    from rler_eval.errors import InputError
+    with pytest.raises(InputError, match="row 0.*problem_type"):
+        data.video_r1_samples(tmp_path / "bad.json", card)
