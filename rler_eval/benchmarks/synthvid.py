@@ -1,40 +1,55 @@
 """synthvid: a procedural video-QA testbed with ground-truth key frames.
 
-Why it exists: real benchmarks cannot be downloaded here, and none of them says which
-frames hold the evidence. synthvid draws tiny clips of coloured shapes on a grey
-background, asks a four-option question about them, and records *when* the evidence is
-visible (`key_times`). That makes grounding F1 measurable, gives a supervised warm-up
-target (`sft_target`) that cites the right frames, and lets a fresh clone evaluate end
-to end with no data step: the task generates its default set on first use.
+Why it exists: real benchmarks cannot be downloaded everywhere, and none of them says
+which frames hold the evidence. synthvid draws tiny clips of solid coloured shapes on a
+grey background, asks a four-option question about each, and records *when* the
+evidence is visible (`key_times`). That makes grounding measurable, gives a supervised
+warm-up target (`sft_target`) that cites the right frames, and lets a fresh clone
+evaluate end to end with no data step: the `synthvid` task generates its default set
+(500 questions, seed 0) on first use.
 
-Question families (each multiple choice with options A-D):
-- first_appear:  which of three objects appears first
-- color_at:      the colour of an object at a given moment (it changes colour once)
-- motion:        the direction an object moves (left/right/up/down)
-- flash_count:   how many times an object flashes (1-4)
-- change:        what changed about an object between two moments (colour/shape/position/nothing)
+    rler-eval synth --out data/synthvid-custom --n 100 --seed 0
 
-Annotation rows (`annotations.jsonl`, one JSON object per line):
-    id        str    unique question id, e.g. "sv-s0-00012"
-    family    str    one of the families above
-    video     str    clip path relative to the folder of annotations.jsonl
-    question  str
-    options   list   exactly 4 option texts
-    answer    str    the correct letter, "A".."D"
-    key_times list   [[start, end], ...] seconds where the evidence is visible
-    notes     list   [[seconds, "what a frame at that moment shows"], ...] for rationales
-    rationale str    a short explanation citing the key moments by time
-    fps, duration    float, clip timing
+writes DIR/videos/<id>.mp4 (4 s, 8 fps, 112x112 H.264) and DIR/annotations.jsonl.
+The same seed gives byte-identical annotations and videos. Every question has its own
+clip and its own key times; positions and sizes are jittered so two seeds practically
+never produce the same clip (the training split uses seed 1, the evaluation split seed 0;
+checked: the default 500 + 2000 questions share no clip).
+
+Question families (each multiple choice, options A-D):
+  first_appear  which of three objects appears first (a fourth option never appears)
+  color_at      the colour of an object at a given moment (it changes colour once)
+  motion        the direction an object moves: left / right / up / down
+  flash_count   how many times an object flashes: 1 / 2 / 3 / 4
+  change        what changed about an object between two moments:
+                its colour / its shape / its position / nothing
+
+Annotation rows (annotations.jsonl, one JSON object per line):
+  id         str    unique question id, "sv-s<seed>-<index>"
+  family     str    one of the families above
+  video      str    clip path relative to the folder of annotations.jsonl
+  question   str    the question text (moments are written like the frame captions, "1.2 s")
+  options    list   exactly 4 option texts, without letters
+  answer     str    the correct letter, "A".."D"
+  key_times  list   [[start, end], ...] seconds in which the evidence is visible: the
+                    timestamps of the first and last clip frames that show it
+  notes      list   [[seconds, "what a frame at that moment shows"], ...], one per key interval
+  rationale  str    a short explanation that cites the key moments by time
+  fps        float  frames per second of the clip
+  duration   float  clip length in seconds
 
 Timing is aligned with uniform 8-frame sampling of the 4-second clips (frames at segment
-midpoints 0.25 s, 0.75 s, ...): every event lasts whole 0.5 s slots, so the default frame
-configuration always sees the evidence. Output is deterministic for a given seed.
+midpoints 0.25 s, 0.75 s, ...): every event fills whole 0.5 s slots, so the default frame
+configuration sees every piece of evidence, and each key interval holds exactly one of
+its frames.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import sys
 from pathlib import Path
 
 from rler_eval import evidence
@@ -42,9 +57,13 @@ from rler_eval.errors import DataMissingError, InputError
 from rler_eval.types import Sample
 
 FAMILIES = ("first_appear", "color_at", "motion", "flash_count", "change")
+# Basic colours far apart in RGB (and from the grey background), so that H.264 and
+# resizing never blur one into another.
 COLOURS = {"red": (220, 30, 30), "green": (30, 190, 40), "blue": (30, 60, 230), "yellow": (240, 220, 20),
            "white": (250, 250, 250), "purple": (150, 40, 200)}
 SHAPES = ("square", "circle")
+CHANGES = ("its colour", "its shape", "its position", "nothing")
+DIRECTIONS = ("left", "right", "up", "down")
 SIZE, FPS, SECONDS = 112, 8, 4.0
 SLOT = 0.5  # seconds; one uniformly sampled frame per slot with the default 8 frames
 N_SLOTS = int(SECONDS / SLOT)
@@ -62,7 +81,7 @@ def blank_clip():
 
 
 def draw(frame, shape: str, colour: str, cx: float, cy: float, r: int = 16) -> None:
-    """Paint a filled square or circle centred at (cx, cy) in pixel units."""
+    """Paint a filled square or circle of half-size r centred at (cx, cy) pixels."""
     import numpy as np
 
     ys, xs = np.ogrid[:SIZE, :SIZE]
@@ -74,120 +93,150 @@ def draw(frame, shape: str, colour: str, cx: float, cy: float, r: int = 16) -> N
 
 
 def frames_in(start: float, end: float) -> range:
+    """Indices of the clip frames shown during [start, end) seconds."""
     return range(int(round(start * FPS)), min(int(SECONDS * FPS), int(round(end * FPS))))
 
 
-def slot_time(slot: int) -> tuple[float, float]:
-    return slot * SLOT, (slot + 1) * SLOT
+def slot_time(slot: int) -> list[float]:
+    return [slot * SLOT, (slot + 1) * SLOT]
+
+
+def key_interval(slot: int) -> list[float]:
+    """The evidence interval of a slot: from its first to its last frame's timestamp.
+
+    Closed at both ends like `FrameSet.key_frame_labels`, so a sampled frame exactly on
+    the slot's end (which already shows the next slot) is never called a key frame.
+    """
+    return [slot * SLOT, (slot + 1) * SLOT - 1 / FPS]
+
+
+def slot_mid(slot: int) -> float:
+    return (slot + 0.5) * SLOT
 
 
 def fmt(t: float) -> str:
+    """A moment as the frame captions write it (one decimal), e.g. 1.25 -> '1.2 s'."""
     return f"{t:.1f} s"
 
 
+def non_adjacent_slots(rng: random.Random, k: int) -> list[int]:
+    """k distinct slots, no two neighbours, so that k flashes read as k separate events."""
+    while True:
+        slots = sorted(rng.sample(range(N_SLOTS), k))
+        if all(b - a > 1 for a, b in zip(slots, slots[1:])):
+            return slots
+
+
 # ---------------------------------------------------------------- question families
+# Each builder returns (clip, spec); spec has question, correct, wrong (3 texts),
+# key_times, notes (one per key interval) and optionally ordered=True (fixed option order).
 
 
 def q_first_appear(rng: random.Random):
-    colours = rng.sample(list(COLOURS), 3)
+    colours = rng.sample(list(COLOURS), 4)
     shapes = [rng.choice(SHAPES) for _ in colours]
-    slots = sorted(rng.sample(range(0, N_SLOTS - 2), 3))
-    spots = [(28, 30), (84, 30), (56, 84)]
-    clip = blank_clip()
-    for (c, s, slot, (x, y)) in zip(colours, shapes, slots, spots):
-        for i in frames_in(slot_time(slot)[0], SECONDS):
-            draw(clip[i], s, c, x, y, 14)
     names = [f"the {c} {s}" for c, s in zip(colours, shapes)]
-    distractor = next(f"the {c} {rng.choice(SHAPES)}" for c in COLOURS if c not in colours)
-    first = slot_time(slots[0])
-    notes = [[first[0] + SLOT / 2, f"{names[0]} has appeared and nothing else is visible yet"]]
-    if slots[1] > slots[0]:
-        notes.append([slot_time(slots[1])[0] + SLOT / 2, f"{names[1]} appears after it"])
+    slots = sorted(rng.sample(range(N_SLOTS - 2), 3))
+    spots = [(28, 30), (84, 30), (56, 84)]
+    rng.shuffle(spots)
+    clip = blank_clip()
+    for c, s, slot, (x, y) in zip(colours, shapes, slots, spots):
+        x, y = x + rng.randint(-4, 4), y + rng.randint(-4, 4)
+        for i in frames_in(slot * SLOT, SECONDS):
+            draw(clip[i], s, c, x, y, 14)
+    # The fourth object never appears: a distractor. The evidence is the slot where the
+    # first object is visible alone.
     return clip, {"question": "Which object appears first in the video?", "correct": names[0],
-                  "wrong": names[1:] + [distractor], "key_times": [list(first)], "notes": notes}
+                  "wrong": names[1:], "key_times": [key_interval(slots[0])],
+                  "notes": [[slot_mid(slots[0]), f"{names[0]} is visible and nothing else is yet"]]}
 
 
 def q_color_at(rng: random.Random):
     c1, c2 = rng.sample(list(COLOURS), 2)
     shape, switch = rng.choice(SHAPES), rng.randint(2, N_SLOTS - 2)
+    x, y, r = rng.randint(36, 76), rng.randint(36, 76), rng.randint(16, 22)
     clip = blank_clip()
     for i in range(len(clip)):
-        draw(clip[i], shape, c1 if i < switch * SLOT * FPS else c2, 56, 56, 20)
-    slot = rng.choice([s for s in range(N_SLOTS) if s not in (switch - 1, switch)])
-    colour = c1 if slot < switch else c2
-    t = sum(slot_time(slot)) / 2
-    wrong = [c for c in COLOURS if c != colour]
-    rng.shuffle(wrong)
-    wrong = [c2 if colour == c1 else c1] + [c for c in wrong if c not in (c1, c2)][:2]
-    return clip, {"question": f"What colour is the {shape} at {fmt(t)}?", "correct": colour, "wrong": wrong,
-                  "key_times": [list(slot_time(slot))], "notes": [[t, f"the {shape} is {colour}"]]}
+        draw(clip[i], shape, c1 if i < switch * SLOT * FPS else c2, x, y, r)
+    slot = rng.choice([s for s in range(N_SLOTS) if s not in (switch - 1, switch)])  # not next to the switch
+    colour, other = (c1, c2) if slot < switch else (c2, c1)
+    rest = [c for c in COLOURS if c not in (c1, c2)]
+    rng.shuffle(rest)
+    t = slot_mid(slot)
+    # The object's other colour is always among the options: only the right moment tells.
+    return clip, {"question": f"What colour is the {shape} at {fmt(t)}?", "correct": colour,
+                  "wrong": [other] + rest[:2], "key_times": [key_interval(slot)],
+                  "notes": [[t, f"the {shape} is {colour}"]]}
 
 
 def q_motion(rng: random.Random):
     colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-    direction = rng.choice(["left", "right", "up", "down"])
-    a, b = 18, SIZE - 18
-    start, end = {"left": ((b, 56), (a, 56)), "right": ((a, 56), (b, 56)),
-                  "up": ((56, b), (56, a)), "down": ((56, a), (56, b))}[direction]
+    direction = rng.choice(DIRECTIONS)
+    a, b = rng.randint(16, 28), rng.randint(SIZE - 28, SIZE - 16)  # start/end along the axis
+    across, r = rng.randint(32, 80), rng.randint(11, 15)  # the other coordinate stays fixed
+    start, end = {"left": ((b, across), (a, across)), "right": ((a, across), (b, across)),
+                  "up": ((across, b), (across, a)), "down": ((across, a), (across, b))}[direction]
     clip = blank_clip()
     for i in range(len(clip)):
         f = i / (len(clip) - 1)
-        draw(clip[i], shape, colour, start[0] + f * (end[0] - start[0]), start[1] + f * (end[1] - start[1]), 14)
+        draw(clip[i], shape, colour, start[0] + f * (end[0] - start[0]), start[1] + f * (end[1] - start[1]), r)
     where = {"left": ("right", "left"), "right": ("left", "right"), "up": ("bottom", "top"),
              "down": ("top", "bottom")}[direction]
-    wrong = [d for d in ("left", "right", "up", "down") if d != direction]
     return clip, {"question": f"In which direction does the {colour} {shape} move?", "correct": direction,
-                  "wrong": wrong, "key_times": [list(slot_time(0)), list(slot_time(N_SLOTS - 1))],
-                  "notes": [[SLOT / 2, f"the {colour} {shape} is at the {where[0]}"],
-                            [SECONDS - SLOT / 2, f"it is now at the {where[1]}"]]}
+                  "wrong": [d for d in DIRECTIONS if d != direction], "ordered": True,
+                  "key_times": [key_interval(0), key_interval(N_SLOTS - 1)],
+                  "notes": [[slot_mid(0), f"the {colour} {shape} is near the {where[0]}"],
+                            [slot_mid(N_SLOTS - 1), f"it is near the {where[1]}"]]}
 
 
 def q_flash_count(rng: random.Random):
     colour, shape, k = rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.randint(1, 4)
-    slots = sorted(rng.sample(range(0, N_SLOTS, 2), k) if k <= 4 else [])  # never two adjacent slots
+    slots = non_adjacent_slots(rng, k)
+    x, y, r = rng.randint(40, 72), rng.randint(40, 72), rng.randint(18, 24)
     clip = blank_clip()
     for slot in slots:
         for i in frames_in(*slot_time(slot)):
-            draw(clip[i], shape, colour, 56, 56, 22)
-    notes = [[sum(slot_time(s)) / 2, f"the {colour} {shape} flashes"] for s in slots]
+            draw(clip[i], shape, colour, x, y, r)
+    notes = [[slot_mid(s), f"the {colour} {shape} flashes ({n} of {k})"] for n, s in enumerate(slots, 1)]
     return clip, {"question": f"How many times does the {colour} {shape} flash?", "correct": str(k),
                   "wrong": [str(n) for n in range(1, 5) if n != k], "ordered": True,
-                  "key_times": [list(slot_time(s)) for s in slots], "notes": notes}
+                  "key_times": [key_interval(s) for s in slots], "notes": notes}
 
 
 def q_change(rng: random.Random):
     colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
-    change = rng.choice(["its colour", "its shape", "its position", "nothing"])
+    change = rng.choice(CHANGES)
     s1, s2 = rng.randint(0, 2), rng.randint(N_SLOTS - 3, N_SLOTS - 1)
     other_colour = rng.choice([c for c in COLOURS if c != colour])
     other_shape = "circle" if shape == "square" else "square"
+    x0, x1, y, r = rng.randint(24, 36), rng.randint(76, 88), rng.randint(36, 76), rng.randint(15, 19)
+    cut = rng.randint(s1 + 1, s2) * SLOT * FPS  # the change happens strictly between the two moments
     clip = blank_clip()
-    cut = (s1 + 1 + s2) / 2 * SLOT * FPS  # the change happens between the two moments
     for i in range(len(clip)):
         late = i >= cut
         draw(clip[i], other_shape if late and change == "its shape" else shape,
              other_colour if late and change == "its colour" else colour,
-             84 if late and change == "its position" else 30, 56, 18)
-    t1, t2 = sum(slot_time(s1)) / 2, sum(slot_time(s2)) / 2
+             x1 if late and change == "its position" else x0, y, r)
+    t1, t2 = slot_mid(s1), slot_mid(s2)
     after = {"its colour": f"it is {other_colour} now", "its shape": f"it is a {other_shape} now",
              "its position": "it has moved to the right", "nothing": "it looks the same"}[change]
     return clip, {"question": f"What changed about the {colour} {shape} between {fmt(t1)} and {fmt(t2)}?",
-                  "correct": change, "wrong": [c for c in ("its colour", "its shape", "its position", "nothing")
-                                               if c != change],
-                  "ordered": True, "key_times": [list(slot_time(s1)), list(slot_time(s2))],
+                  "correct": change, "wrong": [c for c in CHANGES if c != change], "ordered": True,
+                  "key_times": [key_interval(s1), key_interval(s2)],
                   "notes": [[t1, f"the {colour} {shape} is on the left"], [t2, after]]}
 
 
 BUILDERS = {"first_appear": q_first_appear, "color_at": q_color_at, "motion": q_motion,
             "flash_count": q_flash_count, "change": q_change}
+ORDER = ["1", "2", "3", "4", *DIRECTIONS, *CHANGES]  # fixed option order for ordered families
 
 
 def make_row(rng: random.Random, family: str, qid: str, video_rel: str) -> tuple:
+    """One question of `family`: (clip frames, annotation row)."""
     clip, spec = BUILDERS[family](rng)
     options = [spec["correct"]] + spec["wrong"][:3]
     if spec.get("ordered"):
-        order = ["1", "2", "3", "4", "its colour", "its shape", "its position", "nothing"]
-        options.sort(key=order.index)
+        options.sort(key=ORDER.index)
     else:
         rng.shuffle(options)
     answer = LETTERS[options.index(spec["correct"])]
@@ -202,11 +251,17 @@ def make_row(rng: random.Random, family: str, qid: str, video_rel: str) -> tuple
 
 
 def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True) -> Path:
-    """Write `n` questions (clips + annotations.jsonl) to out_dir; returns the annotations path."""
+    """Write `n` questions (clips + annotations.jsonl) to out_dir; returns the annotations path.
+
+    Families rotate so every family has n/5 questions. The annotations file is written
+    last and atomically: its presence means the set is complete.
+    """
     from tqdm import tqdm
 
     from rler_eval.video import write_video
 
+    if n < 1:
+        raise InputError(f"synthvid: --n must be at least 1, got {n}")
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"synthvid-{seed}")
@@ -215,12 +270,16 @@ def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True) -> Pat
         family = FAMILIES[i % len(FAMILIES)]
         qid = f"sv-s{seed}-{i:05d}"
         clip, row = make_row(rng, family, qid, f"videos/{qid}.mp4")
-        write_video(out_dir / row["video"], clip, FPS)
+        # write then rename, so a reader (or a second shard generating the same set) never
+        # sees a half-written clip
+        tmp = out_dir / "videos" / f".{qid}.{os.getpid()}.mp4"
+        write_video(tmp, clip, FPS)
+        tmp.replace(out_dir / row["video"])
         rows.append(row)
     path = out_dir / "annotations.jsonl"
-    tmp = path.with_suffix(".jsonl.tmp")
+    tmp = path.with_name(f".annotations.{os.getpid()}.tmp")  # unique: shards may generate at once
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(path)  # annotations last: their presence means the set is complete
+    tmp.replace(path)
     return path
 
 
@@ -228,13 +287,15 @@ def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True) -> Pat
 
 
 def load_samples(card) -> list[Sample]:
+    """Samples from card.root/annotations.jsonl, generating the set first if the card says so."""
     root = card.root
     path = root / "annotations.jsonl"
     if not path.exists():
         if not card.args.get("generate"):
             raise DataMissingError(f"task {card.name}: {path} not found. {card.download_hint}".strip())
         n, seed = int(card.args.get("n", 500)), int(card.args.get("seed", 0))
-        print(f"synthvid: generating {n} questions (seed {seed}) into {root} (first use) ...")
+        print(f"synthvid: {path} not found; generating {n} questions (seed {seed}) into {root} "
+              f"(first use, takes a few seconds)", file=sys.stderr)
         generate(root, n, seed)
     samples = []
     for i, line in enumerate(path.read_text().splitlines(), start=1):
@@ -245,51 +306,91 @@ def load_samples(card) -> list[Sample]:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}, line {i}: invalid JSON ({e})") from None
         samples.append(row_to_sample(row, card, f"{path}, line {i}", root))
+    if not samples:
+        raise InputError(f"{path}: no questions in the file")
     return samples
 
 
-def row_to_sample(row: dict, card, where: str, root: Path | None = None) -> Sample:
+def check_row(row, where: str) -> None:
+    """Raise InputError naming `where` and the field for anything a Sample cannot hold."""
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for field in ("id", "family", "question", "options", "answer", "key_times"):
         if field not in row:
             raise InputError(f"{where}: missing field '{field}'")
-    if not isinstance(row["options"], list) or len(row["options"]) != 4:
+    options = row["options"]
+    if not isinstance(options, list) or len(options) != 4 or not all(isinstance(o, str) for o in options):
         raise InputError(f"{where}: field 'options' must be a list of 4 texts")
-    if row["answer"] not in LETTERS:
+    if row["answer"] not in tuple(LETTERS):
         raise InputError(f"{where}: field 'answer' must be one of A-D, got {row['answer']!r}")
-    video = str((root / row["video"]).resolve()) if root is not None and row.get("video") else row.get("video")
+    duration = row.get("duration")
+    kt = row["key_times"]
+    ok = isinstance(kt, list) and all(
+        isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(v, (int, float)) for v in k)
+        and 0 <= k[0] <= k[1] and (not isinstance(duration, (int, float)) or k[1] <= duration) for k in kt)
+    if not ok:
+        raise InputError(f"{where}: field 'key_times' must be [[start, end], ...] seconds within the clip, "
+                         f"got {kt!r}")
+
+
+def row_to_sample(row: dict, card, where: str, root: Path | None = None) -> Sample:
+    check_row(row, where)
+    video = row.get("video")
+    if video and root is not None:
+        video = str((root / video).resolve())
     return Sample(id=str(row["id"]), task=card.name, question=row["question"], answer=row["answer"],
                   answer_type="option", options=list(row["options"]), video=video,
-                  key_times=[tuple(k) for k in row["key_times"]], category={"family": row["family"]}, doc=row)
+                  key_times=[tuple(k) for k in row["key_times"]], category={"family": str(row["family"])},
+                  doc=row)
 
 
 def doc_to_sample(doc: dict, card, index: int = 0) -> Sample:
-    return row_to_sample(doc, card, f"doc {index}")
+    """One annotation row -> Sample (for `rler-eval score`); the video path is resolved under card.root."""
+    return row_to_sample(doc, card, f"doc {index}", card.root if card.data_root else None)
+
+
+def frame_words(labels: list[int]) -> str:
+    if len(labels) == 1:
+        return f"frame {labels[0]}"
+    return "frames " + ", ".join(str(x) for x in labels[:-1]) + f" and {labels[-1]}"
 
 
 def sft_target(sample: Sample, frameset) -> str:
-    """The warm-up target: the rationale with moments rewritten as the sampled frames' labels."""
-    notes = sample.doc.get("notes") or []
-    times = list(frameset.timestamps)
-    lines, cited = [], set(frameset.key_frame_labels(sample.key_times))
-    for t, text in notes:
-        label = 1 + min(range(len(times)), key=lambda i: abs(times[i] - t))
-        cited.add(label)
-        lines.append(f"Frame {label} shows that {text}.")
+    """The supervised warm-up target: the rationale with its moments rewritten as frame labels.
+
+    It cites exactly `frameset.key_frame_labels(sample.key_times)`; each note's moment is
+    replaced by the sampled frames inside its key interval, e.g. "In frame 3 the square
+    is red. So the answer is red." followed by <frames>3</frames><answer>B</answer>.
+    """
+    key_times = [tuple(k) for k in sample.key_times or []]
+    cited = frameset.key_frame_labels(key_times)
+    lines = []
+    for t, text in sample.doc.get("notes") or []:
+        # the key interval this note describes (the one containing it, else the nearest)
+        interval = min(key_times, key=lambda k: 0.0 if k[0] <= t <= k[1] else min(abs(t - k[0]), abs(t - k[1])),
+                       default=(t, t))
+        labels = frameset.key_frame_labels([interval])
+        lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
+    if not lines and cited:
+        lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
     think = " ".join(lines + [f"So the answer is {correct}."])
-    return evidence.format_evidence(think, sorted(cited), sample.answer)
+    return evidence.format_evidence(think, cited, sample.answer)
 
 
 # ---------------------------------------------------------------- the `synth` subcommand
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", required=True, help="output folder (videos/ and annotations.jsonl)")
-    p.add_argument("--n", type=int, default=500, help="number of questions [500]")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same set [0]")
+    p.add_argument("--out", required=True, help="output folder; gets videos/ and annotations.jsonl")
+    p.add_argument("--n", type=int, default=500, help="number of questions, rotating over the 5 families [500]")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed; the same seed gives the same files [0] (task synthvid uses 0, "
+                        "synthvid_train uses 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cli(args) -> int:
-    path = generate(args.out, args.n, args.seed)
+    path = generate(args.out, args.n, args.seed, progress=not args.quiet)
     print(f"wrote {args.n} questions to {path}")
     return 0
