@@ -23,7 +23,7 @@ RUN_FLAGS = --task $(TASK) --model $(MODEL) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(FRAMES),--frames $(FRAMES)) \
 	$(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
 
-.PHONY: help setup test eval report bench synth sweep train tiny-model fixtures clean
+.PHONY: help setup test eval report bench synth sweep train tiny-model results-tiny fixtures clean
 
 help:
 	@echo "make setup        create $(VENV): $(TORCH_SPEC), then pip install -e '.[$(EXTRAS)]'"
@@ -35,6 +35,7 @@ help:
 	@echo "make sweep        sweep strategies over recorded runs (RUNS)"
 	@echo "make train        run a training recipe (RECIPE=$(RECIPE))"
 	@echo "make tiny-model   train the bundled rler-tiny model with train/tiny_cpu.yaml"
+	@echo "make results-tiny evaluate SFT-only vs SFT+GRPO and greedy/majority/rler on synthvid -> results/rler_tiny.md"
 	@echo "make fixtures     write official-schema fixture data for every benchmark to data/fixtures"
 
 $(BIN)/python:
@@ -70,6 +71,18 @@ train:
 
 tiny-model:
 	$(BIN)/rler-eval train --recipe train/tiny_cpu.yaml
+
+# The figures of results/rler_tiny.md: needs `make tiny-model` first (for the SFT-only stage).
+TINY_RUNS = results/runs/tiny
+results-tiny:
+	$(BIN)/rler-eval run --task synthvid --model runs/train/rler-tiny/sft --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
+	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
+	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy rler@8 --out $(TINY_RUNS)/rler-tiny_rler8
+	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy rler --out $(TINY_RUNS)/rler-tiny_rler
+	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@3 --out $(TINY_RUNS)/rler-tiny_majority3
+	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@8 --out $(TINY_RUNS)/rler-tiny_majority8
+	$(BIN)/rler-eval report $(TINY_RUNS) --details --out results/rler_tiny
+	$(BIN)/rler-eval sweep $(TINY_RUNS)/rler-tiny_rler8 --out results/sweep_rler_tiny
 
 fixtures:
 	$(BIN)/python -m tests.fixtures --out data/fixtures

@@ -9,24 +9,31 @@ decoded once per frame configuration.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from rler_eval.errors import VideoError  # noqa: F401  (re-exported for callers)
 
 
-def write_video(path, frames, fps: float = 8.0, codec: str = "libx264") -> Path:
-    """Encode uint8 frames (T, H, W, 3) into an mp4 at `path` with PyAV."""
+def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options: dict | None = None) -> Path:
+    """Encode uint8 frames (T, H, W, 3) into an mp4 at `path` with PyAV.
+
+    `frames` may be any iterable of equally sized frames (e.g. a generator for long
+    videos); `options` go to the encoder, e.g. {"g": "10", "preset": "ultrafast"}.
+    """
     import av
     import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, dtype=np.uint8)
-    h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
+    frames = iter(frames)
+    first = np.asarray(next(frames), dtype=np.uint8)
+    h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2  # yuv420p needs even sizes
     with av.open(str(path), mode="w") as out:
-        stream = out.add_stream(codec, rate=int(round(fps)))
+        stream = out.add_stream(codec, rate=int(round(fps)), options=dict(options or {}))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for frame in frames:
+        for frame in itertools.chain([first], frames):
+            frame = np.asarray(frame, dtype=np.uint8)
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame[:h, :w], format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -95,40 +102,51 @@ def decode_pyav(path: Path, cfg, clip) -> tuple[list, list[float], float]:
     """Frames nearest the target times; seeks per target on long videos."""
     with open_container(path) as container:
         duration = stream_duration(container)
-        if duration <= 0:
-            frames = decode_all(container)
-            duration = frames[-1][0] if frames else 0.0
-            return pick_nearest(frames, sample_times(duration, cfg, clip)) + (duration,)
+        if duration <= 0:  # no duration in the header: one pass to find it
+            duration = last_frame_time(container)
+            container.seek(0)
         targets = sample_times(duration, cfg, clip)
         if duration < SEEK_MIN_SECONDS:
-            return pick_nearest(decode_all(container), targets) + (duration,)
+            return decode_sequential(container, targets) + (duration,)
         return seek_each(container, targets) + (duration,)
 
 
-def decode_all(container) -> list[tuple[float, object]]:
+def frames_of(container):
+    """Decoded frames of the first video stream; a broken stream raises VideoError."""
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    out = []
     try:
         for frame in container.decode(stream):
             if frame.time is not None:
-                out.append((float(frame.time), frame.to_ndarray(format="rgb24")))
-    except Exception as e:  # noqa: BLE001
-        if not out:
-            raise VideoError(f"{container.name}: corrupt video stream ({type(e).__name__}: {e})") from None
-    return out
+                yield frame
+    except Exception as e:  # noqa: BLE001 - PyAV raises many types for corrupt data
+        raise VideoError(f"{container.name}: corrupt video stream ({type(e).__name__}: {e})") from None
 
 
-def pick_nearest(decoded: list, targets: list[float]) -> tuple[list, list[float]]:
-    if not decoded:
-        raise VideoError("no decodable frames")
-    times = [t for t, _ in decoded]
-    frames, stamps = [], []
-    for target in targets:
-        i = min(range(len(times)), key=lambda j: abs(times[j] - target))
-        frames.append(decoded[i][1])
-        stamps.append(times[i])
-    return frames, stamps
+def last_frame_time(container) -> float:
+    last = 0.0
+    for frame in frames_of(container):
+        last = float(frame.time)
+    return last
+
+
+def decode_sequential(container, targets: list[float]) -> tuple[list, list[float]]:
+    """One decoding pass; only the frame nearest each target is converted to pixels."""
+    chosen: list = [None] * len(targets)
+    prev, k = None, 0
+    for frame in frames_of(container):
+        while k < len(targets) and frame.time >= targets[k]:
+            near_prev = prev is not None and targets[k] - prev.time <= frame.time - targets[k]
+            chosen[k] = prev if near_prev else frame
+            k += 1
+        if k == len(targets):
+            break
+        prev = frame
+    for j in range(k, len(targets)):  # targets after the last frame
+        chosen[j] = prev
+    if any(c is None for c in chosen):
+        raise VideoError(f"{container.name}: no decodable frames")
+    return [c.to_ndarray(format="rgb24") for c in chosen], [float(c.time) for c in chosen]
 
 
 def seek_each(container, targets: list[float]) -> tuple[list, list[float]]:
