@@ -132,6 +132,7 @@ class Prediction:
     abstain_reason: str | None = None
     model_calls: int = 0
     generated_tokens: int = 0
+    election: dict = field(default_factory=dict)  # strategy details: drawn, rounds, stop reason, config
 
     @property
     def n_candidates(self) -> int:

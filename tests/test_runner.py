@@ -141,6 +141,12 @@ def test_shards_merge_to_the_unsharded_metrics(card_path, tmp_path):
     assert "synth_small" in (tmp_path / "lb.md").read_text()
     assert (tmp_path / "lb.csv").exists() and (tmp_path / "lb.png").stat().st_size > 1000
 
+    details = subprocess.run([str(BIN), "report", str(tmp_path / "all"), "--details", "--out", str(tmp_path / "d")],
+                             capture_output=True, text=True, cwd=REPO)
+    assert details.returncode == 0, details.stderr
+    table = (tmp_path / "d.md").read_text()
+    assert "grounding_f1" in table and "candidates_per_question" in table and "synth_small" in table
+
 
 def test_resume_refuses_different_settings(card_path, tmp_path):
     assert run_cli("--task", str(card_path), "--model", "tiny-random", "--limit", "2",

@@ -73,3 +73,13 @@ class ReplaySource:
             self.model_calls += 1
             self.generated_tokens += cand.n_tokens
         return cand
+
+    @classmethod
+    def from_prediction(cls, prediction: dict) -> "ReplaySource":
+        """A source over a recorded Prediction dict: its candidates and its refutation replies."""
+        cands = [Candidate.from_dict(c) for c in prediction.get("candidates") or []]
+        asks = {}
+        for check in ((prediction.get("refutation") or {}).get("checks") or []):
+            if check.get("reply") is not None:
+                asks[check["question"]] = Candidate.from_dict(check["reply"])
+        return cls(cands, asks)

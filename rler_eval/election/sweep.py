@@ -1,0 +1,179 @@
+"""`rler-eval sweep`: the compute–quality curve and score ablations, from recorded runs only.
+
+Why: a run that recorded enough candidates per question (e.g. `rler@8`) can answer "what
+would strategy S with settings W have scored, and at how many candidates per question?"
+for every S and W at no model cost, by replaying the election (`election.replay`). This
+module runs a grid of settings over one or more runs and writes:
+
+    sweep.csv / sweep.md      accuracy and mean candidates per question for each setting
+    ablation.csv / .md        adaptive RLER with each score (E, C, T, R) removed in turn
+    sweep.png                 accuracy against mean candidates per question (matplotlib, Agg)
+
+Refutation replies are only recorded for the checks the original run made, so the grid's
+RLER settings run without refutation (`refute=false`); the run's own setting is replayed as
+recorded. A setting that needs more candidates than a run recorded for some question is
+marked "needs more candidates than recorded" and gets no accuracy, never a silent number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rler_eval.errors import InputError
+
+NO_REFUTE = {"refute": False}
+ABLATIONS = {"none": {}, "-E": {"w_E": 0.0}, "-C": {"w_C": 0.0}, "-T": {"w_T": 0.0}, "-R": {"w_R": 0.0}}
+
+
+def default_grid() -> list[tuple[str, str, dict]]:
+    """(label, strategy, overrides) for the compute–quality sweep."""
+    grid = [("greedy", "greedy", {})]
+    grid += [(f"majority@{k}", f"majority@{k}", {}) for k in (2, 3, 4, 8)]
+    grid += [(f"best_of@{k}", f"best_of@{k}", {}) for k in (2, 4, 8)]
+    grid += [(f"rler@{k}", f"rler@{k}", NO_REFUTE) for k in (2, 3, 4, 8)]
+    grid += [(f"rler delta={d}", "rler", {**NO_REFUTE, "delta": d}) for d in (0.1, 0.2, 0.3, 0.5, 0.7)]
+    return grid
+
+
+def ablation_grid() -> list[tuple[str, str, dict]]:
+    return [(f"rler {name}", "rler", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()] + \
+           [(f"rler@8 {name}", "rler@8", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("runs", nargs="+", help="run folders, or folders holding run folders (e.g. results/runs)")
+    p.add_argument("--out", default="results/sweeps", help="output folder [results/sweeps]")
+
+
+def cli(args) -> int:
+    tables = sweep(args.runs, args.out)
+    print(tables["sweep_md"])
+    print(tables["ablation_md"])
+    print(f"wrote {args.out}/sweep.csv, sweep.md, ablation.csv, ablation.md, sweep.png")
+    return 0
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run folders among `paths`; a folder without config.json contributes its run subfolders
+    (replays written by `rler-eval elect` are left out there, being derived data)."""
+    import json
+
+    runs = []
+    for p in map(Path, paths):
+        if (p / "config.json").is_file():
+            runs.append(p)
+        elif p.is_dir():
+            for sub in sorted(p.iterdir()):
+                cfg = sub / "config.json"
+                if cfg.is_file() and (sub / "samples.jsonl").is_file():
+                    try:
+                        if json.loads(cfg.read_text()).get("replayed_from"):
+                            continue
+                    except json.JSONDecodeError:
+                        continue
+                    runs.append(sub)
+        else:
+            raise InputError(f"{p}: no such run folder")
+    if not runs:
+        raise InputError(f"no run folders found in {', '.join(paths)} (a run folder holds config.json)")
+    return runs
+
+
+def needed(strategy: str, overrides: dict) -> int | None:
+    """Candidates a fixed-K setting needs per question; None for adaptive (checked per question)."""
+    from rler_eval import election
+
+    name, k = election.parse_spec(strategy)
+    if name == "greedy":
+        return 1
+    if name == "rler" and k is None:
+        return None
+    return k
+
+
+def evaluate_setting(records, strategy, overrides, bench, card) -> dict:
+    from rler_eval.election.replay import elect_records
+
+    ok = [r for r in records if r.get("status") == "ok"]
+    recorded = [len(r["prediction"]["candidates"]) for r in ok]
+    need = needed(strategy, overrides)
+    if need is not None and recorded and min(recorded) < need:
+        short = sum(n < need for n in recorded)
+        return {"status": f"needs more candidates than recorded ({short} questions)"}
+    new = elect_records(records, strategy, overrides, bench)
+    preds = [r["prediction"] for r in new if r.get("status") == "ok"]
+    exhausted = sum(p.get("election", {}).get("stop") == "exhausted" for p in preds)
+    if exhausted:
+        return {"status": f"needs more candidates than recorded ({exhausted} questions)"}
+    agg = bench.aggregate(new, card)
+    n = max(len(preds), 1)
+    return {"status": "ok", "accuracy": float(agg.get("accuracy", 0.0)),
+            "candidates_per_question": sum(p["n_candidates"] for p in preds) / n,
+            "model_calls_per_question": sum(p["model_calls"] for p in preds) / n,
+            "abstentions": sum(p["answer"] is None for p in preds)}
+
+
+def sweep(paths: list[str], out: str | Path) -> dict:
+    import matplotlib
+    import pandas as pd
+    from tqdm import tqdm
+
+    from rler_eval.benchmarks import get_benchmark
+    from rler_eval.election.replay import load_card, load_run
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = find_runs(paths)
+    rows = {"sweep": [], "ablation": []}
+    jobs = [(run, kind, s) for run in runs for kind, grid in (("sweep", default_grid()), ("ablation", ablation_grid()))
+            for s in grid]
+    loaded = {}
+    for run, kind, (label, strategy, overrides) in tqdm(jobs, desc="sweep", unit="setting", dynamic_ncols=True):
+        if run not in loaded:
+            config, records = load_run(run)
+            card = load_card(config, run)
+            loaded[run] = (config, records, card, get_benchmark(card.benchmark))
+        config, records, card, bench = loaded[run]
+        res = evaluate_setting(records, strategy, overrides, bench, card)
+        rows[kind].append({"run": run.name, "task": config.get("task"), "recorded_with": config.get("strategy"),
+                           "setting": label, "strategy": strategy,
+                           "overrides": ",".join(f"{k}={v}" for k, v in overrides.items()), **res})
+    tables = {}
+    for kind in ("sweep", "ablation"):
+        df = pd.DataFrame(rows[kind])
+        for col in ("accuracy", "candidates_per_question", "model_calls_per_question", "abstentions"):
+            if col not in df:
+                df[col] = float("nan")
+        df = df[["run", "task", "recorded_with", "setting", "strategy", "overrides", "accuracy",
+                 "candidates_per_question", "model_calls_per_question", "abstentions", "status"]]
+        df.to_csv(out / f"{kind}.csv", index=False)
+        md = df.drop(columns=["strategy", "overrides"]).to_markdown(index=False, floatfmt=".4f")
+        (out / f"{kind}.md").write_text(f"# {kind}\n\n{md}\n")
+        tables[kind] = df
+        tables[f"{kind}_md"] = md
+    plot(tables["sweep"], out / "sweep.png", plt)
+    return tables
+
+
+def plot(df, path: Path, plt) -> None:
+    """Accuracy against mean candidates per question, one line per strategy family and run."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = df[df["status"] == "ok"]
+    for run, per_run in ok.groupby("run"):
+        fam = per_run["setting"].str.extract(r"^(greedy|majority|best_of|rler@|rler delta)")[0]
+        for name, g in per_run.groupby(fam):
+            g = g.sort_values("candidates_per_question")
+            ax.plot(g["candidates_per_question"], g["accuracy"], marker="o",
+                    label=f"{name.replace('rler delta', 'rler (adaptive)').rstrip('@')} [{run}]"
+                    if len(ok["run"].unique()) > 1 else name.replace("rler delta", "rler (adaptive)").rstrip("@"))
+    ax.set_xlabel("mean candidates per question")
+    ax.set_ylabel("accuracy")
+    ax.set_title("compute–quality curve (replayed elections)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
