@@ -218,6 +218,12 @@ def test_prompt_without_key_is_hashed_and_text_only_prompts_work(backend):
     text_only = Prompt(content=[{"type": "text", "text": "Say yes or no."}], system="Be brief.", key="t-only")
     ids, _, _ = backend.sample_ids(GenerationRequest(text_only, [0.0], [0], max_new_tokens=10))
     assert ids[0] == greedy_reference(backend, text_only, 10)
+    # same key, other system text: a different prompt, so no (wrong) cache hit
+    other = Prompt(content=text_only.content, system="Answer at length.", key="t-only")
+    n, hits = backend.stats["prefills"], backend.stats["prefill_cache_hits"]
+    ids2, _, _ = backend.sample_ids(GenerationRequest(other, [0.0], [0], max_new_tokens=10))
+    assert backend.stats["prefills"] == n + 1 and backend.stats["prefill_cache_hits"] == hits
+    assert ids2[0] == greedy_reference(backend, other, 10)
 
 
 def test_several_requests_and_edge_cases(backend):

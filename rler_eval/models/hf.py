@@ -5,7 +5,8 @@ prompts of thousands of visual tokens, the vision encoder and the prompt forward
 prefill) are most of the cost, and `num_return_sequences` repeats the prefill K times.
 Here the prefill runs once, its KV cache is expanded to K rows, and K sequences are
 decoded together, each with its own temperature and seed. The prefill is also kept in a
-small LRU keyed by `prompt.key`, so a later adaptive-election round for the same prompt
+small LRU keyed by `prompt.key` (at most `prefill_cache_size` entries, default 4; each holds
+the prompt's KV cache at batch 1 on the model's device), so a later adaptive-election round for the same prompt
 (one more candidate at a higher temperature) skips the prefill entirely.
 
 Positions: Qwen2-VL-family models use 3D "mrope" positions. Their vision tokens occupy a
@@ -96,9 +97,9 @@ def token_pieces(tokenizer, ids: list[int]) -> list[str]:
 
 
 def content_key(prompt: Prompt) -> str:
-    """`prompt.key`, or a hash of the prompt's text and pixels when the key is empty."""
-    if prompt.key:
-        return prompt.key
+    """The prefill-cache key: `prompt.key` (+ the system text), or a hash of text and pixels without a key."""
+    if prompt.key:  # prompt.key hashes the content, not the system text: add that, so no two prompts collide
+        return prompt.key + ("|s" + hashlib.sha1(prompt.system.encode()).hexdigest()[:8] if prompt.system else "")
     import numpy as np
 
     h = hashlib.sha1((prompt.system or "").encode())

@@ -17,6 +17,11 @@ standard API has no video part, so a native-video prompt part is sent as its fra
 order, as images. Seeds: with `n > 1` one seed covers the whole call, so each candidate
 records the call's seed; with one candidate per call the record is exact.
 
+The think text is restored from `reasoning_content` / `reasoning` where a server's reasoning
+parser moved it out of `content` (transformers 5.24 `cli/serving/utils.py`,
+`_RESPONSE_TEMPLATE_FALLBACKS` for qwen2/qwen2_5_vl/...: `<think>` goes to
+`reasoning_content`, and the content region drops the whitespace around it).
+
 Fact (transformers 5.24, `transformers/cli/serving/chat_completion.py` and
 `cli/serving/utils.py`): `transformers serve` ignores `n`, `logprobs` and `top_logprobs`,
 honours `seed` (it seeds torch per request) and `temperature`, but only samples when the
@@ -83,6 +88,12 @@ def parse_choice(choice: dict) -> tuple[str, list[float] | None, list[str] | Non
     text = msg.get("content")
     if text is None:
         text = choice.get("text") or ""
+    # Servers with a reasoning parser move <think>...</think> out of `content` into
+    # `reasoning_content` (transformers serve for Qwen model types; vLLM/others may say
+    # `reasoning`). The evidence protocol needs the think text, so put it back in front.
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning and "<think>" not in text:
+        text = f"<think>{reasoning}</think>" + ("\n" if text else "") + text
     lp = choice.get("logprobs")
     content = lp.get("content") if isinstance(lp, dict) else None
     if not content:

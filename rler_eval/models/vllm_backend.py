@@ -10,7 +10,9 @@ adaptive rounds, which is the role `HFBackend`'s prefill LRU plays in-process.
 vllm is an optional extra (`pip install rler-eval[vllm]`) and is imported only when the
 backend is constructed. The request-building half of this module (`build_inputs`,
 `sampling_kwargs`, `candidate_from_output`) is pure Python, so it is unit-tested
-without vllm.
+without vllm. What was NOT exercised: vllm is not installed on the machine this was built
+on, so `LLM(...)` and `LLM.generate` have never been run from this module; the API facts
+below come from vLLM's documentation only (see docs/FACTS.md, "Backends").
 
 Facts used (vLLM documentation, docs.vllm.ai: "Offline Inference", "Multimodal Inputs",
 `vllm.logprobs`, `vllm.v1.sample.sampler`):
