@@ -1,7 +1,13 @@
-"""Test-wide settings: caches stay inside the checkout, hub access is off."""
+"""Test-wide settings (caches stay inside the checkout, hub access is off) and shared fixtures."""
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("RLER_CACHE", str(REPO / ".cache"))
@@ -9,3 +15,63 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+SERVER_START_S = 300  # generous: CI machines may be slow, and the server imports all of transformers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One real `transformers serve` of the tiny model on a loopback port for the whole session.
+
+    Used by the OpenAI-compatible backend and the LLM judge tests; retried on a port clash,
+    terminated (then killed) at the end. Yields {"url": ".../v1", "model": path, "log": path}.
+    """
+    import httpx
+
+    from rler_eval.testing import tiny_model_dir
+
+    model = tiny_model_dir()
+    exe = Path(sys.executable).parent / "transformers"
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+
+    def start():
+        port = free_port()  # another process may take it before the server binds: then retry
+        with open(log, "w") as fh:
+            proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
+                                     "--device", "cpu"], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        return proc, f"http://127.0.0.1:{port}"
+
+    proc, url = start()
+    tries, deadline = 1, time.time() + SERVER_START_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                if tries < 3 and "address already in use" in log.read_text().lower():
+                    proc, url = start()
+                    tries += 1
+                    continue
+                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.time() > deadline:
+                pytest.fail(f"transformers serve not ready after {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield {"url": url + "/v1", "model": str(model), "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

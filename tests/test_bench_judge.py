@@ -6,14 +6,7 @@ into a verdict or a clear "unparseable", cache hit on the second call), not the 
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from rler_eval.benchmarks import judge
@@ -65,10 +58,7 @@ def test_cache_key_depends_on_every_request_field(tmp_path):
     assert len({k, a.request_key("sys2", "p"), a.request_key("sys", "p2"), b.request_key("sys", "p")}) == 4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port  # noqa: E402
 
 
 def test_unreachable_server_gives_none_and_caches_nothing(tmp_path):
@@ -82,42 +72,7 @@ def test_unreachable_server_gives_none_and_caches_nothing(tmp_path):
 # ---------------------------------------------------------------- a real server on loopback
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`transformers serve` pinned to the tiny model on a free loopback port (the approach of
-    tests/test_models_openai.py); killed afterwards."""
-    from rler_eval.testing import tiny_model_dir
-
-    model = tiny_model_dir()
-    port = free_port()
-    exe = Path(sys.executable).parent / "transformers"
-    log = tmp_path_factory.mktemp("judge_serve") / "serve.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),
-                                 "--device", "cpu"], stdout=fh, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"transformers serve not ready after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url + "/v1", "model": str(model)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+# the `server` fixture (a real `transformers serve` on loopback) is in tests/conftest.py
 
 
 @pytest.mark.slow

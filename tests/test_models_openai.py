@@ -2,12 +2,8 @@
 pure request-building of the vLLM backend (vllm itself is not installed here)."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -35,10 +31,7 @@ def make_prompt(n=2, seed=0, mode="images"):
     return build_prompt(sample, fs, Card)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,47 +40,7 @@ def tiny_dir():
     return tiny_model_dir()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_dir, tmp_path_factory):
-    """`transformers serve` on a free loopback port, pinned to the tiny model; killed afterwards."""
-    exe = Path(sys.executable).parent / "transformers"
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-
-    def start():
-        port = free_port()  # another process may grab it before the server binds: then retry
-        with open(log, "w") as fh:
-            proc = subprocess.Popen([str(exe), "serve", str(tiny_dir), "--host", "127.0.0.1", "--port", str(port),
-                                     "--device", "cpu"], stdout=fh, stderr=subprocess.STDOUT, env=env)
-        return proc, f"http://127.0.0.1:{port}"
-
-    proc, url = start()
-    tries = 1
-    try:
-        deadline = time.time() + 120
-        while True:
-            if proc.poll() is not None:
-                if tries < 3 and "address already in use" in log.read_text().lower():
-                    proc, url = start()
-                    tries += 1
-                    continue
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                pytest.fail(f"transformers serve not ready after 120 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield {"url": url + "/v1", "model": str(tiny_dir), "log": log}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+# the `server` fixture (a real `transformers serve` on loopback) is in tests/conftest.py
 
 
 # ---------------------------------------------------------------- real server
