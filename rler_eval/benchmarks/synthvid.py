@@ -360,7 +360,14 @@ def sft_target(sample: Sample, frameset) -> str:
 
     It cites exactly `frameset.key_frame_labels(sample.key_times)`; each note's moment is
     replaced by the sampled frames inside its key interval, e.g. "In frame 3 the square
-    is red. So the answer is red." followed by <frames>3</frames><answer>B</answer>.
+    is red. So the answer is red, option B." followed by <frames>3</frames><answer>B</answer>.
+
+    The closing "<option text>, option <letter>" is deliberate: a first rler-tiny, trained on
+    targets ending "So the answer is red.", named the right colour in its reasoning 74% of the
+    time yet gave the right letter far less often (letters were near chance): small models
+    struggle to look an option's letter up from the question when they must emit the letter
+    first. Writing the option text first turns the lookup into copying the token that precedes
+    that text in the option list, which a two-layer model can learn.
     """
     key_times = [tuple(k) for k in sample.key_times or []]
     cited = frameset.key_frame_labels(key_times)
@@ -374,7 +381,7 @@ def sft_target(sample: Sample, frameset) -> str:
     if not lines and cited:
         lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
-    think = " ".join(lines + [f"So the answer is {correct}."])
+    think = " ".join(lines + [f"So the answer is {correct}, option {sample.answer}."])
     return evidence.format_evidence(think, cited, sample.answer)
 
 
