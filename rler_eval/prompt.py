@@ -43,6 +43,19 @@ def frame_parts(frameset: FrameSet, mode: str = "images") -> list[dict]:
     return parts
 
 
+def as_rgb_image(image):
+    """A prompt image (PIL image, path or uint8 array) as an RGB PIL image; backends share this."""
+    import os
+
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        image = Image.open(image)
+    elif not isinstance(image, Image.Image):
+        image = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    return image.convert("RGB")
+
+
 def build_prompt(sample: Sample, frameset: FrameSet | None, card=None, extra_text: str = "") -> Prompt:
     """The default prompt: frames, earlier turns, the question, options, instructions."""
     mode = card.frames.mode if card is not None else "images"

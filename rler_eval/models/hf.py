@@ -205,8 +205,7 @@ class HFBackend:
 
     def encode(self, prompt: Prompt):
         """Chat-template the prompt and run the processor: model inputs on the device."""
-        import numpy as np
-        from PIL import Image
+        from rler_eval.prompt import as_rgb_image
 
         images, videos, metadata, parts = [], [], [], []
         for part in prompt.content:
@@ -214,12 +213,7 @@ class HFBackend:
             if kind == "text":
                 parts.append({"type": "text", "text": part["text"]})
             elif kind == "image":
-                img = part["image"]
-                if isinstance(img, (str, os.PathLike)):
-                    img = Image.open(img)
-                elif not isinstance(img, Image.Image):
-                    img = Image.fromarray(np.asarray(img))
-                images.append(img.convert("RGB"))
+                images.append(as_rgb_image(part["image"]))
                 parts.append({"type": "image"})
             elif kind == "video":
                 frames, meta = video_input(part["video"])

@@ -59,16 +59,15 @@ def image_data_url(image, fmt: str = "PNG") -> str:
 
 def build_messages(prompt: Prompt, image_format: str = "PNG") -> list[dict]:
     """The prompt as OpenAI chat messages (system optional, one user turn)."""
+    from rler_eval.prompt import as_rgb_image
+
     parts: list[dict] = []
     for part in prompt.content:
         kind = part.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "image":
-            img = part["image"]
-            if isinstance(img, (str, os.PathLike)):
-                from PIL import Image
-                img = Image.open(img)
+            img = as_rgb_image(part["image"])
             parts.append({"type": "image_url", "image_url": {"url": image_data_url(img, image_format)}})
         elif kind == "video":  # no video part in the standard API: send the frames in order
             for frame in part["video"].frames:

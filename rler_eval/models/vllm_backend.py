@@ -40,7 +40,8 @@ from rler_eval.types import Candidate, Prompt
 def chat_messages(prompt: Prompt) -> tuple[list[dict], list, list]:
     """The prompt as HF chat messages plus its images (PIL) and videos (N,H,W,3 arrays)."""
     import numpy as np
-    from PIL import Image
+
+    from rler_eval.prompt import as_rgb_image
 
     parts, images, videos = [], [], []
     for part in prompt.content:
@@ -48,12 +49,7 @@ def chat_messages(prompt: Prompt) -> tuple[list[dict], list, list]:
         if kind == "text":
             parts.append({"type": "text", "text": part["text"]})
         elif kind == "image":
-            img = part["image"]
-            if isinstance(img, (str, os.PathLike)):
-                img = Image.open(img)
-            elif not isinstance(img, Image.Image):
-                img = Image.fromarray(np.asarray(img, dtype=np.uint8))
-            images.append(img.convert("RGB"))
+            images.append(as_rgb_image(part["image"]))
             parts.append({"type": "image"})
         elif kind == "video":
             videos.append(np.asarray(part["video"].frames, dtype=np.uint8))
