@@ -17,6 +17,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture()
+def no_judge(monkeypatch):
+    """No LLM judge configured: scores come from the rules and the documented fallback."""
+    for key in ("RLER_JUDGE_BASE_URL", "RLER_JUDGE_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+
+
 SERVER_START_S = 300  # generous: CI machines may be slow, and the server imports all of transformers
 
 

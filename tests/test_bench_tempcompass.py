@@ -12,7 +12,7 @@ import pytest
 from rler_eval.benchmarks import get_benchmark, judge
 from rler_eval.errors import DataMissingError, InputError
 from rler_eval.scoring import score_file
-from rler_eval.tasks import load_task
+from tests.fixtures import card_at as card
 from tests.fixtures import tempcompass as fx
 
 TASKS = {"tempcompass_mc": "multi-choice", "tempcompass_yes_no": "yes_no",
@@ -20,11 +20,7 @@ TASKS = {"tempcompass_mc": "multi-choice", "tempcompass_yes_no": "yes_no",
 bench = get_benchmark("tempcompass")
 
 
-@pytest.fixture(autouse=True)
-def no_judge(monkeypatch):
-    """Scores here are the rules and the documented fallback: no judge configured."""
-    for k in ("RLER_JUDGE_BASE_URL", "RLER_JUDGE_MODEL"):
-        monkeypatch.delenv(k, raising=False)
+pytestmark = pytest.mark.usefixtures("no_judge")
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +30,6 @@ def data(tmp_path_factory):
     return root / "tempcompass"
 
 
-def card(name, data=None):
-    c = load_task(name)
-    if data is not None:
-        c.data_root = str(data)
-    return c
 
 
 def samples(name, data):

@@ -10,8 +10,8 @@ from rler_eval.benchmarks import get_benchmark
 from rler_eval.benchmarks import videommmu as vm
 from rler_eval.errors import DataMissingError, InputError
 from rler_eval.scoring import score_file
-from rler_eval.tasks import load_task
 from rler_eval.types import FrameSet
+from tests.fixtures import card_at as card
 from tests.fixtures import videommmu as fx
 
 bench = get_benchmark("videommmu")
@@ -31,11 +31,6 @@ def data(tmp_path_factory):
     return root / "videommmu"
 
 
-def card(name="videommmu", data=None):
-    c = load_task(name)
-    if data is not None:
-        c.data_root = str(data)
-    return c
 
 
 def get(data, sid, name="videommmu"):

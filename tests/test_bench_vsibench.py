@@ -9,8 +9,8 @@ import pytest
 from rler_eval.benchmarks import extract, get_benchmark
 from rler_eval.errors import DataMissingError, InputError
 from rler_eval.scoring import score_file
-from rler_eval.tasks import load_task
 from rler_eval.types import FrameSet
+from tests.fixtures import card_at as card
 from tests.fixtures import vsibench as fx
 
 bench = get_benchmark("vsibench")
@@ -23,11 +23,6 @@ def data(tmp_path_factory):
     return root / "vsibench"
 
 
-def card(name="vsibench", data=None):
-    c = load_task(name)
-    if data is not None:
-        c.data_root = str(data)
-    return c
 
 
 def by_type(data, name="vsibench"):
@@ -64,11 +59,11 @@ def test_missing_data_and_bad_rows(tmp_path):
     row = dict(fx.records()[4])
     row["ground_truth"] = "E"
     with pytest.raises(InputError, match="ground_truth"):
-        bench.doc_to_sample(row, card())
+        bench.doc_to_sample(row, card("vsibench"))
     with pytest.raises(InputError, match="unknown question_type 'object_colour'"):
-        bench.doc_to_sample(dict(row, question_type="object_colour"), card())
+        bench.doc_to_sample(dict(row, question_type="object_colour"), card("vsibench"))
     with pytest.raises(InputError, match="needs a number"):
-        bench.doc_to_sample(dict(fx.records()[0], ground_truth="four"), card())
+        bench.doc_to_sample(dict(fx.records()[0], ground_truth="four"), card("vsibench"))
 
 
 def test_multiple_choice_is_the_first_word_case_insensitive(data):

@@ -9,17 +9,14 @@ import pytest
 from rler_eval.benchmarks import get_benchmark, judge
 from rler_eval.errors import DataMissingError, InputError
 from rler_eval.scoring import score_file
-from rler_eval.tasks import load_task
+from tests.fixtures import card_at as card
 from tests.fixtures import wildvideo as fx
 
 bench = get_benchmark("wildvideo")
 TASKS = ["wildvideo_single_en", "wildvideo_multi_en", "wildvideo_single_cn", "wildvideo_multi_cn"]
 
 
-@pytest.fixture(autouse=True)
-def no_judge(monkeypatch):
-    for k in ("RLER_JUDGE_BASE_URL", "RLER_JUDGE_MODEL"):
-        monkeypatch.delenv(k, raising=False)
+pytestmark = pytest.mark.usefixtures("no_judge")
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +26,6 @@ def data(tmp_path_factory):
     return root / "wildvideo"
 
 
-def card(name, data=None):
-    c = load_task(name)
-    if data is not None:
-        c.data_root = str(data)
-    return c
 
 
 def test_fixture_reads_every_config(data):

@@ -1,7 +1,6 @@
 """The runner end to end on synthvid with the tiny random model: resume, errors, shards, report."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
