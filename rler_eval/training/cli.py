@@ -44,22 +44,48 @@ def cli(args) -> int:
 
 
 def train(recipe: Recipe, stages=("sft", "grpo")) -> Path:
-    """Run the recipe's stages; returns the output folder holding the final model."""
+    """Run the recipe's stages; returns the output folder holding the final model.
+
+    Each stage starts from the checkpoint the previous one saved (so TRL's GRPO reference
+    model, loaded from the policy's own path, is the SFT model, not the initial one). A
+    stage already finished in `runs/train/<name>/` and not asked for again is reused: its
+    checkpoint and log are picked up, so `--stages grpo` re-runs only GRPO after an SFT.
+    """
     card, samples = load_data(recipe)
     work = Path("runs/train") / recipe.name
-    model, processor = load_model(recipe, samples, work / "init")
+    model_dir = start_checkpoint(recipe, samples, work, stages)
     rows = build_rows(recipe, card, samples, with_targets=recipe.sft is not None and "sft" in stages)
     log = {"recipe": recipe.path, "n_questions": len(rows), "stages": {}}
-    for stage in stages:
-        if getattr(recipe, stage) is None:
-            continue
+    log.update(earlier_logs(work, stages))
+    for stage in [s for s in stages if getattr(recipe, s) is not None]:
+        model, processor = load_checkpoint(recipe, model_dir)
         t0 = time.time()
         trainer = run_stage(stage, recipe, model, processor, rows, work / stage)
-        model = trainer.model
-        save(model, processor, work / stage)
-        log["stages"][stage] = {"wall_s": round(time.time() - t0, 1), "log_history": trainer.state.log_history}
+        model_dir = work / stage
+        save(trainer.model, processor, model_dir)
+        (model_dir / "stage_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
+        log["stages"][stage] = {"wall_s": round(time.time() - t0, 1)}
         log[stage] = trainer.state.log_history
+    model, processor = load_checkpoint(recipe, model_dir)
     return finish(recipe, model, processor, log)
+
+
+def start_checkpoint(recipe: Recipe, samples, work: Path, stages) -> Path:
+    """The latest finished earlier stage not being re-run, else the recipe's starting model."""
+    for stage in ("grpo", "sft"):
+        if stage not in stages and (work / stage / "stage_log.json").is_file() and "sft" not in stages:
+            print(f"starting from the finished {stage} stage in {work / stage}")
+            return work / stage
+    return initial_model(recipe, samples, work / "init")
+
+
+def earlier_logs(work: Path, stages) -> dict:
+    out = {}
+    for stage in ("sft", "grpo"):
+        path = work / stage / "stage_log.json"
+        if stage not in stages and path.is_file():
+            out[stage] = json.loads(path.read_text())
+    return out
 
 
 def run_stage(stage, recipe, model, processor, rows, out):
@@ -94,18 +120,21 @@ def build_rows(recipe, card, samples, with_targets: bool) -> list[dict]:
     return rows_for(samples, card, with_targets)
 
 
-def load_model(recipe: Recipe, samples, build_dir: Path):
-    """The starting model: a local/hub checkpoint, or a tiny Qwen2.5-VL built offline."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    path = recipe.model.get("path")
+def initial_model(recipe: Recipe, samples, build_dir: Path) -> Path:
+    """The starting checkpoint: a local/hub checkpoint, or a tiny Qwen2.5-VL built offline."""
     if "build" in recipe.model:
         from rler_eval.testing import build_tiny_model
         extra = [s.question + "\n" + " ".join(s.options or []) + "\n" + str(s.doc.get("rationale", ""))
                  for s in samples[:2000]]
-        path = build_tiny_model(build_dir, extra_corpus=extra, **recipe.model["build"])
-    if not path:
+        return build_tiny_model(build_dir, extra_corpus=extra, **recipe.model["build"])
+    if not recipe.model.get("path"):
         raise ValueError(f"{recipe.path}: model needs 'path' or 'build'")
+    return recipe.model["path"]
+
+
+def load_checkpoint(recipe: Recipe, path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
     processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=recipe.trust_remote_code)
     model = AutoModelForImageTextToText.from_pretrained(str(path), trust_remote_code=recipe.trust_remote_code)
     return model, processor
