@@ -121,6 +121,11 @@ def test_sft_then_grpo_steps_change_the_model_and_log_every_reward(tmp_path, mon
     assert "kl" in grpo_keys or "completions/mean_length" in grpo_keys
     assert (out / "reward_curves.png").stat().st_size > 5000
 
+    # resuming with --stages grpo starts from the finished SFT stage and keeps its log
+    again = train(load_recipe(tmp_path / "recipe.yaml"), stages=("grpo",))
+    log2 = json.loads((again / "training_log.json").read_text())
+    assert log2["sft"] == log["sft"] and "grpo" in log2
+
 
 def test_recipes_load_into_valid_trl_configs(tmp_path):
     from rler_eval.training.recipe import grpo_config, load_recipe, sft_config
