@@ -56,6 +56,29 @@ def as_rgb_image(image):
     return image.convert("RGB")
 
 
+def chat_messages(prompt: Prompt) -> tuple[list[dict], list, list[FrameSet]]:
+    """The prompt as HF-style chat messages (media as placeholders), its RGB images and its
+    video frame sets, in order. The in-process and vLLM backends both template these."""
+    parts, images, videos = [], [], []
+    for part in prompt.content:
+        kind = part.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "image":
+            images.append(as_rgb_image(part["image"]))
+            parts.append({"type": "image"})
+        elif kind == "video":
+            videos.append(part["video"])
+            parts.append({"type": "video"})
+        else:
+            raise ValueError(f"unsupported prompt part type {kind!r}")
+    messages = []
+    if prompt.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+    messages.append({"role": "user", "content": parts})
+    return messages, images, videos
+
+
 def build_prompt(sample: Sample, frameset: FrameSet | None, card=None, extra_text: str = "") -> Prompt:
     """The default prompt: frames, earlier turns, the question, options, instructions."""
     mode = card.frames.mode if card is not None else "images"

@@ -205,27 +205,11 @@ class HFBackend:
 
     def encode(self, prompt: Prompt):
         """Chat-template the prompt and run the processor: model inputs on the device."""
-        from rler_eval.prompt import as_rgb_image
+        from rler_eval.prompt import chat_messages
 
-        images, videos, metadata, parts = [], [], [], []
-        for part in prompt.content:
-            kind = part.get("type")
-            if kind == "text":
-                parts.append({"type": "text", "text": part["text"]})
-            elif kind == "image":
-                images.append(as_rgb_image(part["image"]))
-                parts.append({"type": "image"})
-            elif kind == "video":
-                frames, meta = video_input(part["video"])
-                videos.append(frames)
-                metadata.append(meta)
-                parts.append({"type": "video"})
-            else:
-                raise ValueError(f"unsupported prompt part type {kind!r}")
-        messages = []
-        if prompt.system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
-        messages.append({"role": "user", "content": parts})
+        messages, images, framesets = chat_messages(prompt)
+        converted = [video_input(fs) for fs in framesets]
+        videos, metadata = [v for v, _ in converted], [m for _, m in converted]
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         kwargs = {"text": [text], "return_tensors": "pt"}
         if images:

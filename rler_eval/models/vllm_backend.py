@@ -37,35 +37,14 @@ from rler_eval.models.base import GenerationRequest
 from rler_eval.types import Candidate, Prompt
 
 
-def chat_messages(prompt: Prompt) -> tuple[list[dict], list, list]:
-    """The prompt as HF chat messages plus its images (PIL) and videos (N,H,W,3 arrays)."""
-    import numpy as np
-
-    from rler_eval.prompt import as_rgb_image
-
-    parts, images, videos = [], [], []
-    for part in prompt.content:
-        kind = part.get("type")
-        if kind == "text":
-            parts.append({"type": "text", "text": part["text"]})
-        elif kind == "image":
-            images.append(as_rgb_image(part["image"]))
-            parts.append({"type": "image"})
-        elif kind == "video":
-            videos.append(np.asarray(part["video"].frames, dtype=np.uint8))
-            parts.append({"type": "video"})
-        else:
-            raise ValueError(f"unsupported prompt part type {kind!r}")
-    messages = []
-    if prompt.system:
-        messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
-    messages.append({"role": "user", "content": parts})
-    return messages, images, videos
-
-
 def build_inputs(prompt: Prompt, render) -> dict:
     """One vLLM prompt dict: `render(messages)` gives the chat-templated text."""
-    messages, images, videos = chat_messages(prompt)
+    import numpy as np
+
+    from rler_eval.prompt import chat_messages
+
+    messages, images, framesets = chat_messages(prompt)
+    videos = [np.asarray(fs.frames, dtype=np.uint8) for fs in framesets]
     inp: dict = {"prompt": render(messages)}
     mm: dict = {}
     if images:
