@@ -37,6 +37,12 @@ Annotation rows (annotations.jsonl, one JSON object per line):
   rationale  str    a short explanation that cites the key moments by time
   fps        float  frames per second of the clip
   duration   float  clip length in seconds
+  scene      list   one text per clip frame: what it shows ("red square left, ..."; "" if empty),
+                    read from the clean pixels before encoding; used for SFT traces only
+
+Format v2 (this version): every family lists its options in one fixed order
+(`option_order`), SFT targets answer with the option text (the parser maps it to the
+letter), and their reasoning first reads every sampled frame (`inventory`).
 
 Timing is aligned with uniform 8-frame sampling of the 4-second clips (frames at segment
 midpoints 0.25 s, 0.75 s, ...): every event fills whole 0.5 s slots, so the default frame
@@ -408,18 +414,17 @@ def frame_words(labels: list[int]) -> str:
 
 
 def sft_target(sample: Sample, frameset) -> str:
-    """The supervised warm-up target: the rationale with its moments rewritten as frame labels.
+    """The supervised warm-up target: a frame inventory, then the rationale with its moments
+    rewritten as frame labels, answered by option text.
 
     It cites exactly `frameset.key_frame_labels(sample.key_times)`; each note's moment is
-    replaced by the sampled frames inside its key interval, e.g. "In frame 3 the square
-    is red. So the answer is red, option B." followed by <frames>3</frames><answer>B</answer>.
+    replaced by the sampled frames inside its key interval, e.g. "Frames: 1 red square left;
+    ... In frame 3 the square is red. So the answer is red." followed by
+    <frames>3</frames><answer>red</answer>.
 
-    The closing "<option text>, option <letter>" is deliberate: a first rler-tiny, trained on
-    targets ending "So the answer is red.", named the right colour in its reasoning 74% of the
-    time yet gave the right letter far less often (letters were near chance): small models
-    struggle to look an option's letter up from the question when they must emit the letter
-    first. Writing the option text first turns the lookup into copying the token that precedes
-    that text in the option list, which a two-layer model can learn.
+    The answer is the option text, not its letter: earlier rler-tiny models named the right
+    colour in their reasoning 74% of the time yet gave the right letter near chance; looking
+    a letter up from the option list was what failed, not perception (DESIGN.md).
     """
     key_times = [tuple(k) for k in sample.key_times or []]
     cited = frameset.key_frame_labels(key_times)
@@ -459,8 +464,9 @@ def inventory(sample: Sample, frameset) -> str:
 
 
 def text_rows(n: int, seed: int) -> list[dict]:
-    """Annotation rows exactly as `generate` makes them (same random stream), without painting
-    or encoding any clip: drawing consumes no randomness, so it is swapped out for speed."""
+    """Annotation rows as `generate` makes them (same random stream, same questions, options
+    and answers), without painting or encoding any clip: drawing consumes no randomness, so it
+    is swapped out for speed. Only `scene`, which is read from the pixels, comes out empty."""
     import numpy as np
 
     global draw, blank_clip
