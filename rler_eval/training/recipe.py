@@ -34,6 +34,10 @@ class Recipe:
     grpo: dict | None = None  # GRPOConfig keyword arguments; absent: SFT only
     rewards: dict = field(default_factory=dict)  # reward name -> weight; empty: rewards.DEFAULT_WEIGHTS
     contrast_mode: str = "mask"  # frame_sensitive without key frames: "mask" cited frames or "shuffle"
+    # false: contrast mode for every sample, key frames or not (exercises it on synthvid)
+    contrast_use_key_frames: bool = True
+    # the accelerate config this recipe is launched with (train/launch.sh, tests/test_launch.py)
+    accelerate_config: str = "train/accelerate_cpu.yaml"
     trust_remote_code: bool = False
     path: str = ""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
+def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path, args=None):
     """Train on prompt/completion/images rows; returns the trainer (its model is trained in place)."""
     from trl import SFTTrainer
 
@@ -20,7 +20,7 @@ def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
 
     keep = ("prompt", "completion", "images")
     dataset = to_dataset([{k: r[k] for k in keep} for r in rows])
-    args = sft_config(recipe, output_dir, remove_unused_columns=False)
+    args = args or sft_config(recipe, output_dir, remove_unused_columns=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
     return trainer
