@@ -96,7 +96,7 @@ def check_checkpoint(out: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.skipif(not (REPO / "checkpoints/rler-tiny/config.json").is_file(), reason="needs the bundled rler-tiny")
 def test_two_process_accelerate_launch_trains_saves_and_reloads(tmp_path):
-    from tests.conftest import free_port
+    from conftest import free_port
 
     recipe = launch_recipe(tmp_path)
     exe = Path(sys.executable).parent / "accelerate"
