@@ -183,7 +183,7 @@ def test_vllm_request_building_without_vllm(tiny_dir):
     assert inp["prompt"].startswith("<|im_start|>system\nAnswer carefully.")
     assert len(inp["multi_modal_data"]["image"]) == 3 and "video" not in inp["multi_modal_data"]
     vid = vb.build_inputs(make_prompt(4, seed=5, mode="video"), render)
-    assert vid["prompt"].count("<|video_pad|>") == 1 and vid["multi_modal_data"]["video"][0].shape == (4, 56, 56, 3)
+    assert vid["prompt"].count("<|video_pad|>") == 1 and vid["multi_modal_data"]["video"][0][0].shape == (4, 56, 56, 3)
     req = GenerationRequest(prompt, [0.0, 0.8], [3, None], max_new_tokens=32, top_p=0.95)
     pairs = vb.expand_request(req)
     assert pairs[0] == (0, 3) and pairs[1][0] == 1 and isinstance(pairs[1][1], int)

@@ -26,7 +26,16 @@ Facts used (vLLM documentation, docs.vllm.ai: "Offline Inference", "Multimodal I
   temperature and penalties (`logprobs_mode="raw_logprobs"`, the default), which matches
   the untempered log-probs `HFBackend` records;
 - the prompt text must follow the model's own chat template, with one image placeholder
-  per image, so it is rendered with the checkpoint's HF processor.
+  per image, so it is rendered with the checkpoint's HF processor;
+- a video is a `(frames, metadata)` pair: Qwen2.5-VL's multi-modal parser needs `fps`,
+  `duration`, `total_num_frames`, `frames_indices` and `do_sample_frames: False` (the
+  frames are already sampled) and fails without them (`video_item`);
+- a completion's `token_ids` and `logprobs` end with the stop token when
+  `finish_reason == "stop"`; the HF backend drops it, so this backend does too, or every
+  vLLM candidate would count one token and one log-prob more (`candidate_from_output`);
+- a request's `seed` reproduces its sample only while the batch it runs in is the same;
+  across different batches only with `VLLM_BATCH_INVARIANT=1` (vLLM's batch-invariant
+  mode, slower, not on every GPU): `VLLMBackend(batch_invariant=True)` sets it.
 """
 
 from __future__ import annotations
@@ -39,12 +48,10 @@ from rler_eval.types import Candidate, Prompt
 
 def build_inputs(prompt: Prompt, render) -> dict:
     """One vLLM prompt dict: `render(messages)` gives the chat-templated text."""
-    import numpy as np
-
     from rler_eval.prompt import chat_messages
 
     messages, images, framesets = chat_messages(prompt)
-    videos = [np.asarray(fs.frames, dtype=np.uint8) for fs in framesets]
+    videos = [video_item(fs) for fs in framesets]
     inp: dict = {"prompt": render(messages)}
     mm: dict = {}
     if images:
@@ -54,6 +61,27 @@ def build_inputs(prompt: Prompt, render) -> dict:
     if mm:
         inp["multi_modal_data"] = mm
     return inp
+
+
+def video_item(frameset) -> tuple:
+    """(frames, metadata) for vLLM: the same frames and frame rate the HF backend gives its processor."""
+    from rler_eval.models.hf import video_input
+
+    frames, meta = video_input(frameset)
+    n = int(meta.total_num_frames)
+    fps = float(meta.fps)
+    duration = float(meta.duration) if meta.duration else n / fps
+    return frames, {"fps": fps, "duration": duration, "total_num_frames": n, "frames_indices": list(range(n)),
+                    "video_backend": "rler-eval", "do_sample_frames": False}
+
+
+def model_len_for(frames, max_new_tokens: int = 1024, text_tokens: int = 2048) -> int:
+    """A context length that fits a card's frames (Qwen2.5-VL: one token per 28x28 pixels,
+    plus 2 delimiters per frame), its text and the generated tokens; a multiple of 1024."""
+    n = frames.max_frames if getattr(frames, "fps", None) else frames.n
+    per_frame = -(-int(frames.max_pixels) // (28 * 28)) + 2
+    need = n * per_frame + text_tokens + int(max_new_tokens)
+    return -(-need // 1024) * 1024
 
 
 def sampling_kwargs(req: GenerationRequest, index: int, seed: int | None, logprobs: int = 1) -> dict:
@@ -76,8 +104,15 @@ def expand_request(req: GenerationRequest) -> list[tuple[int, int | None]]:
 
 
 def candidate_from_output(completion, temperature: float, seed: int | None) -> Candidate:
-    """A `Candidate` from one vLLM `CompletionOutput` (text, token_ids, logprobs)."""
+    """A `Candidate` from one vLLM `CompletionOutput` (text, token_ids, logprobs).
+
+    A final stop token (finish_reason "stop", not a stop string) is dropped from the ids
+    and log-probs, as the HF backend does; it is not part of the text either.
+    """
     ids = list(getattr(completion, "token_ids", None) or [])
+    stopped = getattr(completion, "finish_reason", None) == "stop"
+    if stopped and ids and not isinstance(getattr(completion, "stop_reason", None), str):
+        ids = ids[:-1]
     lps, toks = None, None
     entries = getattr(completion, "logprobs", None)
     if entries is not None and ids:
@@ -101,7 +136,12 @@ class VLLMBackend:
 
     def __init__(self, model_path: str, label: str | None = None, trust_remote_code: bool = False,
                  dtype: str = "auto", max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
-                 tensor_parallel_size: int = 1, limit_mm_per_prompt: dict | None = None, **llm_kwargs):
+                 tensor_parallel_size: int = 1, limit_mm_per_prompt: dict | None = None, frames=None,
+                 max_new_tokens: int = 1024, batch_invariant: bool = False, **llm_kwargs):
+        """`frames` (a task card's FrameConfig) sizes `max_model_len` when it is not given;
+        without either, vLLM would reserve KV cache for the model's whole default context."""
+        if batch_invariant:
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"
         try:
             from vllm import LLM
         except ImportError as e:
@@ -114,8 +154,10 @@ class VLLMBackend:
         kwargs = dict(model=model_path, trust_remote_code=trust_remote_code, dtype=dtype,
                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                       limit_mm_per_prompt=limit_mm_per_prompt or {"image": 64, "video": 1})
+        if not max_model_len and frames is not None:
+            max_model_len = model_len_for(frames, max_new_tokens)
         if max_model_len:
-            kwargs["max_model_len"] = max_model_len
+            kwargs["max_model_len"] = int(max_model_len)
         kwargs.update(llm_kwargs)
         self.llm = LLM(**kwargs)
         self.stats = {"requests": 0, "candidates": 0, "generated_tokens": 0}

@@ -50,24 +50,76 @@ def train(recipe: Recipe, stages=("sft", "grpo")) -> Path:
     model, loaded from the policy's own path, is the SFT model, not the initial one). A
     stage already finished in `runs/train/<name>/` and not asked for again is reused: its
     checkpoint and log are picked up, so `--stages grpo` re-runs only GRPO after an SFT.
+
+    Under `accelerate launch` every process runs this. Each stage's TRL config is built
+    before its model is loaded (so DeepSpeed ZeRO-3 shards the weights as they load); the
+    main process prepares data and the starting model first, the others then reuse them;
+    GRPO decodes frames lazily, each process only its own rows; saving goes through
+    `trainer.save_model()`, which gathers ZeRO-3 shards and writes once.
     """
-    card, samples = load_data(recipe)
     work = Path("runs/train") / recipe.name
-    model_dir = start_checkpoint(recipe, samples, work, stages)
-    rows = build_rows(recipe, card, samples, with_targets=recipe.sft is not None and "sft" in stages)
-    log = {"recipe": recipe.path, "n_questions": len(rows), "stages": {}}
+    todo = [s for s in stages if getattr(recipe, s) is not None]
+    args = stage_config(todo[0], recipe, work / todo[0]) if todo else None
+    with main_process_first(args):
+        card, samples = load_data(recipe)
+        model_dir = start_checkpoint(recipe, samples, work, stages)
+    log = {"recipe": recipe.path, "n_questions": len(samples), "processes": n_processes(), "stages": {}}
     log.update(earlier_logs(work, stages))
-    for stage in [s for s in stages if getattr(recipe, s) is not None]:
+    for stage in todo:
+        args = args or stage_config(stage, recipe, work / stage)
         model, processor = load_checkpoint(recipe, model_dir)
+        with main_process_first(args):
+            data = stage_data(stage, recipe, card, samples)
         t0 = time.time()
-        trainer = run_stage(stage, recipe, model, processor, rows, work / stage)
+        trainer = run_stage(stage, recipe, model, processor, data, work / stage, args)
         model_dir = work / stage
-        save(trainer.model, processor, model_dir)
-        (model_dir / "stage_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
+        save_stage(trainer, processor, model_dir)
         log["stages"][stage] = {"wall_s": round(time.time() - t0, 1)}
         log[stage] = trainer.state.log_history
-    model, processor = load_checkpoint(recipe, model_dir)
-    return finish(recipe, model, processor, log)
+        args = None
+    if not is_main_process():
+        return recipe.out
+    return finish(recipe, model_dir, log)
+
+
+def stage_config(stage: str, recipe: Recipe, out: Path):
+    from rler_eval.training.recipe import grpo_config, sft_config
+
+    if stage == "sft":
+        if (recipe.sft or {}).get("engine") == "loop":
+            return None  # the lean loop (sft.run_loop) is single-process and takes no TRL config
+        return sft_config(recipe, out, remove_unused_columns=False)
+    if stage == "grpo":
+        return grpo_config(recipe, out)
+    raise ValueError(f"unknown stage {stage!r}; use sft and/or grpo")
+
+
+def main_process_first(args):
+    """The main process runs the block first (decoding, building), then the others."""
+    import contextlib
+
+    return args.main_process_first(local=False, desc="prepare") if args is not None else contextlib.nullcontext()
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def n_processes() -> int:
+    from accelerate import PartialState
+
+    return PartialState().num_processes
+
+
+def stage_data(stage: str, recipe: Recipe, card, samples):
+    """SFT: decoded rows with targets. GRPO: a lazy dataset, decoded per process as read."""
+    from rler_eval.training import data
+
+    if stage == "sft":
+        return data.build_rows(samples, card, with_targets=True)
+    return data.lazy_dataset(samples, card)
 
 
 def start_checkpoint(recipe: Recipe, samples, work: Path, stages) -> Path:
@@ -88,13 +140,13 @@ def earlier_logs(work: Path, stages) -> dict:
     return out
 
 
-def run_stage(stage, recipe, model, processor, rows, out):
+def run_stage(stage, recipe, model, processor, rows, out, args=None):
     if stage == "sft":
         from rler_eval.training.sft import run_sft
-        return run_sft(recipe, model, processor, rows, out)
+        return run_sft(recipe, model, processor, rows, out, args)
     if stage == "grpo":
         from rler_eval.training.grpo import run_grpo
-        return run_grpo(recipe, model, processor, rows, out)
+        return run_grpo(recipe, model, processor, rows, out, args)
     raise ValueError(f"unknown stage {stage!r}; use sft and/or grpo")
 
 
@@ -114,19 +166,19 @@ def load_data(recipe: Recipe):
     return card, samples[: spec.get("limit") or None]
 
 
-def build_rows(recipe, card, samples, with_targets: bool) -> list[dict]:
-    from rler_eval.training.data import build_rows as rows_for
-
-    return rows_for(samples, card, with_targets)
-
-
 def initial_model(recipe: Recipe, samples, build_dir: Path) -> Path:
     """The starting checkpoint: a local/hub checkpoint, or a tiny Qwen2.5-VL built offline."""
     if "build" in recipe.model:
         from rler_eval.testing import build_tiny_model
         extra = [s.question + "\n" + " ".join(s.options or []) + "\n" + str(s.doc.get("rationale", ""))
                  for s in samples[:2000]]
-        return build_tiny_model(build_dir, extra_corpus=extra, **recipe.model["build"])
+        key = json.dumps({"build": recipe.model["build"], "corpus": extra}, sort_keys=True, default=str)
+        marker = build_dir / "build_key.json"
+        if marker.is_file() and marker.read_text() == key:
+            return build_dir  # built by an earlier run or by the main process of this launch
+        out = build_tiny_model(build_dir, extra_corpus=extra, **recipe.model["build"])
+        marker.write_text(key)
+        return out
     if not recipe.model.get("path"):
         raise ValueError(f"{recipe.path}: model needs 'path' or 'build'")
     return recipe.model["path"]
@@ -140,19 +192,30 @@ def load_checkpoint(recipe: Recipe, path):
     return model, processor
 
 
-def save(model, processor, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+def save_stage(trainer, processor, out: Path) -> None:
+    """The stage's model via `trainer.save_model()` (gathers ZeRO-3 shards, writes on the main
+    process only), its processor and log; every process waits until the files are there."""
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(out)
+        (out / "stage_log.json").write_text(json.dumps(trainer.state.log_history, default=str))
+    trainer.accelerator.wait_for_everyone()
 
 
-def finish(recipe: Recipe, model, processor, log: dict) -> Path:
-    """Save the final model with its log and reward curves; greedy decoding by default."""
+def finish(recipe: Recipe, model_dir: Path, log: dict) -> Path:
+    """Copy the last stage's model to the output folder, greedy decoding by default, with
+    its training log and reward curves (main process only)."""
+    import shutil
+
+    from transformers import GenerationConfig
+
     from rler_eval.training.plot import plot
 
     out = recipe.out
-    model.generation_config.do_sample = False
-    save(model, processor, out)
+    shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+    gen = GenerationConfig.from_pretrained(out) if (out / "generation_config.json").is_file() else GenerationConfig()
+    gen.do_sample = False
+    gen.save_pretrained(out)
     (out / "training_log.json").write_text(json.dumps(log, indent=1, default=str))
     plot(out / "training_log.json", out / "reward_curves.png")
     return out

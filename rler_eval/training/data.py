@@ -71,6 +71,31 @@ def to_dataset(rows: list[dict]):
     return Dataset.from_list(rows)
 
 
+def lazy_dataset(samples: list[Sample], card, cache_dir=None):
+    """A GRPO dataset that decodes a sample's frames only when a process reads that row.
+
+    Why: under accelerate each process reads only its own share of the rows, so decoding
+    everything up front made every rank decode every sample (Video-R1: 260k videos per
+    rank) before the first step. The stored table holds sample indices; datasets'
+    `with_transform` turns each accessed batch into full rows (prompt, images, reward
+    columns) with `sample_to_row`, through the frame cache.
+    """
+    from datasets import Dataset
+
+    from rler_eval.video import load_frames
+
+    def rows_for(batch: dict) -> dict:
+        out: dict = {}
+        for idx in batch["sample"]:
+            s = samples[idx]
+            frameset = load_frames(s.video, card.frames, clip=s.clip, cache_dir=cache_dir) if s.video else None
+            for key, value in sample_to_row(s, frameset, card).items():
+                out.setdefault(key, []).append(value)
+        return out
+
+    return Dataset.from_dict({"sample": list(range(len(samples)))}).with_transform(rows_for)
+
+
 # ---------------------------------------------------------------- readers
 
 

@@ -34,6 +34,10 @@ class Recipe:
     grpo: dict | None = None  # GRPOConfig keyword arguments; absent: SFT only
     rewards: dict = field(default_factory=dict)  # reward name -> weight; empty: rewards.DEFAULT_WEIGHTS
     contrast_mode: str = "mask"  # frame_sensitive without key frames: "mask" cited frames or "shuffle"
+    # false: contrast mode for every sample, key frames or not (exercises it on synthvid)
+    contrast_use_key_frames: bool = True
+    # the accelerate config this recipe is launched with (train/launch.sh, tests/test_launch.py)
+    accelerate_config: str = "train/accelerate_cpu.yaml"
     trust_remote_code: bool = False
     path: str = ""
 
@@ -64,7 +68,10 @@ def sft_config(recipe: Recipe, output_dir: Path, **overrides):
     """TRL SFTConfig from the recipe's `sft:` section, with CPU-safe defaults."""
     from trl import SFTConfig
 
-    kwargs = {**default_args(), **(recipe.sft or {}), **cpu_only(), **overrides}
+    sft = dict(recipe.sft or {})
+    if sft.pop("engine", "trl") != "trl":
+        raise ValueError(f"{recipe.path}: sft engine {recipe.sft['engine']!r} is not TRL's; it has no SFTConfig")
+    kwargs = {**default_args(), **sft, **cpu_only(), **overrides}
     return SFTConfig(output_dir=str(output_dir), **kwargs)
 
 

@@ -27,8 +27,9 @@ LOOP_DEFAULTS = {"max_steps": 1000, "learning_rate": 2e-3, "per_device_train_bat
                  "max_grad_norm": 1.0, "seed": 0, "threads": 0}
 
 
-def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
-    """Train on prompt/completion/images rows; returns an object with `.model` and `.state.log_history`."""
+def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path, args=None):
+    """Train on prompt/completion/images rows; returns the trainer, or a `LoopResult` for the
+    loop engine (both expose `.model`, `.state.log_history` and `.save_model()`)."""
     cfg = dict(recipe.sft or {})
     if cfg.pop("engine", "trl") == "loop":
         return run_loop(cfg, model, processor, rows, Path(output_dir))
@@ -40,7 +41,7 @@ def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
     recipe.sft = cfg
     keep = ("prompt", "completion", "images")
     dataset = to_dataset([{k: r[k] for k in keep} for r in rows])
-    args = sft_config(recipe, output_dir, remove_unused_columns=False)
+    args = args or sft_config(recipe, output_dir, remove_unused_columns=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
     return trainer
@@ -50,11 +51,22 @@ def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
 
 
 class LoopResult:
-    """What the stage runner reads from a trainer: the model and TRL-style log history."""
+    """What the stage runner reads from a trainer: the model, TRL-style log history, saving.
+
+    The loop runs in one process, so it is always the main process and has no one to wait for.
+    """
 
     def __init__(self, model, log_history):
         self.model = model
         self.state = type("State", (), {"log_history": log_history})()
+        self.accelerator = type("NoAccelerator", (), {"wait_for_everyone": staticmethod(lambda: None)})()
+
+    def save_model(self, out: str) -> None:
+        self.model.save_pretrained(out)
+
+    @staticmethod
+    def is_world_process_zero() -> bool:
+        return True
 
 
 def tokenize_rows(rows: list[dict], processor) -> list[dict]:
