@@ -29,6 +29,7 @@ class FrameConfig:
     max_pixels: int = 224 * 224  # each frame is resized to at most this many pixels
     decoder: str = "pyav"  # "pyav" or "decord"
     mode: str = "images"  # "images": labelled frames; "video": native video input
+    sampling: str = "exact"  # "exact": the frame nearest each time; "keyframes": nearest keyframe (approximate)
 
 
 @dataclass
