@@ -200,12 +200,14 @@ def packets_from(container, stream, t: float):
         back = max(2 * back, 10.0)
 
 
-def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip: bool = True) -> list:
+def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip: bool = True,
+               stats: dict | None = None) -> list:
     """The frame nearest each (ascending) target time, exactly as a full decode would find it.
 
     Packets are read in order but decoded only from the keyframe of a GOP that holds a
     target, so targets sharing a GOP cost one pass; gaps longer than two GOPs are crossed
     by seeking. Non-reference frames more than `margin` before the next target are skipped.
+    `stats`, if given, counts the frames decoded ("decoded") for the benchmark and tests.
     """
     tb, ctx = stream.time_base, stream.codec_context
     rate = float(stream.average_rate or stream.guessed_rate or 25)
@@ -231,7 +233,10 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
         k = state["k"]
         far = skip and t is not None and k < len(targets) and t < targets[k] - margin
         ctx.skip_frame = "NONREF" if far else "DEFAULT"
-        for frame in stream.decode(packet):
+        frames = stream.decode(packet)
+        if stats is not None:
+            stats["decoded"] = stats.get("decoded", 0) + len(frames)
+        for frame in frames:
             take(frame)
 
     def go_live(held):
@@ -272,6 +277,8 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
             live = True
         if live:
             for frame in stream.decode(None):  # frames still held back for reordering
+                if stats is not None:
+                    stats["decoded"] = stats.get("decoded", 0) + 1
                 take(frame)
     except VideoError:
         raise
