@@ -136,11 +136,13 @@ def decode_pyav(path: Path, cfg, clip):
     """(yuv420p planes, stamps, duration, colorspace) of the frames nearest the target times."""
     with open_container(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame and slice threads: helps on every decoding pass
         duration = stream_duration(container)
         if duration <= 0:  # no duration in the header: one pass to find it
             duration = last_frame_time(container)
             container.seek(0)
+        # Frame threads speed up one long pass; across seeks and GOP jumps their pipeline is
+        # flushed each time and costs more than it gives (measured in bench/bench_video.py).
+        stream.thread_type = "SLICE" if duration >= SEEK_MIN_SECONDS else "AUTO"
         targets = sample_times(duration, cfg, clip)
         shrink = Shrinker(cfg.max_pixels)
         if cfg.sampling == "keyframes":
@@ -239,15 +241,16 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
         for frame in frames:
             take(frame)
 
-    def go_live(held):
-        ctx.flush_buffers()
-        state["prev"] = None
+    def release(held, fresh):  # decode the held packets, from a keyframe if `fresh`
+        if fresh:
+            ctx.flush_buffers()
+            state["prev"] = None
         for p in held:
             feed(p)
 
     gop, last_key, sought = 0.0, None, seek
     packets = packets_from(container, stream, targets[0] if seek else 0.0)
-    held, live = [], False
+    held, fresh, fed = [], True, False  # packets not yet decoded; whether they start a new GOP
     try:
         while state["k"] < len(targets):
             packet = next(packets, None)
@@ -260,22 +263,19 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
                     gop = max(gop, float(t - last_key))
                 last_key = t
                 if t < want and seek and not sought and targets[state["k"]] - t > 2 * (gop or 10.0):
-                    packets, held, live, sought, last_key = packets_from(container, stream, targets[state["k"]]), [], False, True, None
+                    packets, held, fresh, sought, last_key = packets_from(container, stream, targets[state["k"]]), [], True, True, None
                     continue
                 sought = False
-                if not live or t < want:  # a GOP that starts before the next target's neighbourhood
-                    held, live = [], False
-            if live:
-                feed(packet)
-                continue
+                if t < want:  # a GOP that starts before the next target's neighbourhood: drop the rest
+                    held, fresh = [], True
             held.append(packet)
-            if t is None or t >= want:
-                go_live(held)
-                held, live = [], True
-        if not live and held:  # targets past the last keyframe's neighbourhood: the end of the clip
-            go_live(held)
-            live = True
-        if live:
+            if t is None or t >= want:  # near the next target: decode what is held, in order
+                release(held, fresh)
+                held, fresh, fed = [], False, True
+        if held and state["k"] < len(targets):  # targets past the last keyframe: the clip's last frames
+            release(held, fresh)
+            fed = True
+        if fed:
             for frame in stream.decode(None):  # frames still held back for reordering
                 if stats is not None:
                     stats["decoded"] = stats.get("decoded", 0) + 1
