@@ -144,28 +144,61 @@ def decode_pyav(path: Path, cfg, clip):
         # flushed each time and costs more than it gives (measured in bench/bench_video.py).
         stream.thread_type = "SLICE" if duration >= SEEK_MIN_SECONDS else "AUTO"
         targets = sample_times(duration, cfg, clip)
-        shrink = Shrinker(cfg.max_pixels)
+        shrink = Shrinker(cfg.max_pixels, stream)
+        seek = duration >= SEEK_MIN_SECONDS
         if cfg.sampling == "keyframes":
             chosen = pick_keyframes(container, stream, targets, shrink)
-        elif cfg.sampling == "exact":
-            chosen = pick_exact(container, stream, targets, shrink, seek=duration >= SEEK_MIN_SECONDS)
-        else:
+        elif cfg.sampling != "exact":
             raise VideoError(f"unknown frames.sampling {cfg.sampling!r}; use 'exact' or 'keyframes'")
+        elif seek and decode_threads(len(targets)) > 1:
+            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)))
+        else:
+            chosen = pick_exact(container, stream, targets, shrink, seek=seek)
         import numpy as np
 
         return np.stack([c[0] for c in chosen]), [c[1] for c in chosen], duration, shrink.colorspace
 
 
+def decode_threads(n_targets: int) -> int:
+    """Threads for a seeking decode: one per core (at most 4, $RLER_DECODE_THREADS overrides)."""
+    want = int(env_number("RLER_DECODE_THREADS", min(os.cpu_count() or 1, 4)))
+    return max(1, min(want, n_targets // 4))
+
+
+def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> list:
+    """Split the targets into contiguous runs, each decoded by its own container in a thread.
+
+    PyAV releases the GIL while decoding, so the runs decode in parallel; runs far apart share
+    no GOP, so the split costs nothing but the open (frame threads, by contrast, are flushed
+    at every jump between GOPs).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(targets) // threads)
+    runs = [targets[i:i + size] for i in range(0, len(targets), size)]
+
+    def run(part):
+        with open_container(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            return pick_exact(container, stream, part, shrink, seek=True)
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return [c for part in pool.map(run, runs) for c in part]
+
+
 class Shrinker:
     """Scales chosen frames to the budget (size fixed by the first one), as yuv420p planes."""
 
-    def __init__(self, max_pixels: int):
+    def __init__(self, max_pixels: int, stream=None):
         self.max_pixels, self.size, self.colorspace = max_pixels, None, 0
+        if stream is not None and stream.width and stream.height:  # fixed before any thread starts
+            self.size = target_size(stream.width, stream.height, max_pixels)
 
     def __call__(self, frame, time: float):
         if self.size is None:
             self.size = target_size(frame.width, frame.height, self.max_pixels)
-            self.colorspace = int(frame.colorspace or 0)
+        self.colorspace = self.colorspace or int(frame.colorspace or 0)
         w, h = self.size
         return frame.reformat(width=w, height=h, format="yuv420p", interpolation=INTERPOLATION).to_ndarray(), time
 
