@@ -60,10 +60,12 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="base seed for sampled candidates [0]")
     p.add_argument("--strict", action="store_true", help="stop at the first per-sample error")
     p.add_argument("--retry-errors", action="store_true", help="re-run samples recorded as errors")
-    p.add_argument("--cache-dir", default=None, help="frame cache folder [$RLER_CACHE or ~/.cache/rler-eval]")
     p.add_argument("--ablate-frames", choices=("blank", "shuffle"), default=None,
                    help="control run: 'blank' replaces every frame with uniform grey (what the text alone "
                         "gives), 'shuffle' permutes the frame order under the same captions")
+    p.add_argument("--cache-dir", default=None,
+                   help="frame cache folder [$RLER_CACHE or ~/.cache/rler-eval]/frames; bounded by $RLER_CACHE_MAX_GB [20]")
+    p.add_argument("--no-cache", action="store_true", help="decode every video afresh; read and write no frame cache")
 
 
 def cli(args) -> int:
@@ -78,7 +80,7 @@ def cli(args) -> int:
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
     metrics, out = run(card, args.model or default_model(), strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
-                       cache_dir=args.cache_dir)
+                       cache_dir=False if args.no_cache else args.cache_dir)
     print_summary(metrics, out)
     return 0
 

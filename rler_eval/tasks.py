@@ -30,6 +30,7 @@ class FrameConfig:
     decoder: str = "pyav"  # "pyav" or "decord"
     mode: str = "images"  # "images": labelled frames; "video": native video input
     ablate: str | None = None  # "blank" (uniform grey frames) or "shuffle" (frame order); see ablation.py
+    sampling: str = "exact"  # "exact": the frame nearest each time; "keyframes": nearest keyframe (approximate)
 
 
 @dataclass

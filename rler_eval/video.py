@@ -2,17 +2,31 @@
 
 Why here and not in each adapter: every benchmark needs the same thing (N frames with
 timestamps and 1-based labels, resized to a pixel budget), and decoding is the slowest
-part of an evaluation. One module owns decoding so it can seek instead of decoding whole
-files and cache each frame set on disk, so that a video shared by many questions is
-decoded once per frame configuration.
+part of an evaluation. One module owns decoding so that it does the least work the codec
+allows, and caches what the model sees:
+
+- Decoding reads packets in order and decodes only the GOPs that hold a target (seeking
+  across long gaps), skips non-reference frames far from any target, and scales each chosen
+  frame straight to its final size with swscale (no full-size RGB copy, no PIL).
+- A frame set is kept as small yuv420p planes (rgb24 for image folders and decord) and
+  turned into RGB by one function, on the decoded and on the cached path alike, so cached
+  runs see exactly the pixels of uncached runs.
+- The disk cache stores those planes losslessly (x264 at qp 0, FFV1 where x264 is absent),
+  keyed by file content, decoder, frame choice and resize, bounded by RLER_CACHE_MAX_GB with
+  least-recently-used eviction. The in-process cache is bounded in bytes
+  (RLER_MEMORY_CACHE_MB).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+from collections import OrderedDict
 from pathlib import Path
 
 from rler_eval.errors import VideoError  # noqa: F401  (re-exported for callers)
+
+CACHE_FORMAT = 2  # bump whenever decoding, resizing or storage changes the pixels
 
 
 def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options: dict | None = None) -> Path:
@@ -43,8 +57,9 @@ def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options:
 
 # ---------------------------------------------------------------- sampling plans
 
-SEEK_MIN_SECONDS = 60.0  # below this, decoding the whole clip once is cheaper than seeking
+SEEK_MIN_SECONDS = 60.0  # below this, reading the clip once is cheaper than seeking
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+INTERPOLATION = "BICUBIC"  # swscale filter for the resize (part of the cache key via CACHE_FORMAT)
 
 
 def sample_times(duration: float, cfg, clip=None) -> list[float]:
@@ -60,20 +75,39 @@ def sample_times(duration: float, cfg, clip=None) -> list[float]:
     return [start + span * (i + 0.5) / n for i in range(n)]
 
 
-def resize_to_budget(frame, max_pixels: int):
+def target_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
     """Shrink (never enlarge) to at most max_pixels, keeping the aspect ratio; even sides."""
-    import numpy as np
-    from PIL import Image
+    if width * height > max_pixels:
+        scale = (max_pixels / (width * height)) ** 0.5
+        width, height = int(width * scale), int(height * scale)
+    return max(2, width // 2 * 2), max(2, height // 2 * 2)
+
+
+def resize_to_budget(frame, max_pixels: int):
+    """An RGB array scaled to the pixel budget, with the same swscale filter as decoded frames."""
+    import av
 
     h, w = frame.shape[:2]
-    if h * w <= max_pixels:
+    nw, nh = target_size(w, h, max_pixels)
+    if (nw, nh) == (w, h):
         return frame
-    scale = (max_pixels / (h * w)) ** 0.5
-    nh, nw = max(2, int(h * scale) // 2 * 2), max(2, int(w * scale) // 2 * 2)
-    return np.asarray(Image.fromarray(frame).resize((nw, nh), Image.BICUBIC))
+    return av.VideoFrame.from_ndarray(frame, format="rgb24").to_ndarray(
+        width=nw, height=nh, format="rgb24", interpolation=INTERPOLATION)
 
 
-# ---------------------------------------------------------------- decoders
+def to_rgb(images, pix_fmt: str, colorspace: int = 0):
+    """The RGB frames the model sees, from stored planes: the one conversion both paths share."""
+    import av
+    import numpy as np
+
+    if pix_fmt == "rgb24":
+        return np.ascontiguousarray(images)
+    src = colorspace or None  # 0: take the frame's own (unspecified) colorspace
+    return np.stack([av.VideoFrame.from_ndarray(p, format=pix_fmt).to_ndarray(format="rgb24", src_colorspace=src)
+                     for p in images])
+
+
+# ---------------------------------------------------------------- PyAV decoding
 
 
 def open_container(path: Path):
@@ -98,17 +132,75 @@ def stream_duration(container) -> float:
     return 0.0
 
 
-def decode_pyav(path: Path, cfg, clip) -> tuple[list, list[float], float]:
-    """Frames nearest the target times; seeks per target on long videos."""
+def decode_pyav(path: Path, cfg, clip):
+    """(yuv420p planes, stamps, duration, colorspace) of the frames nearest the target times."""
     with open_container(path) as container:
+        stream = container.streams.video[0]
         duration = stream_duration(container)
         if duration <= 0:  # no duration in the header: one pass to find it
             duration = last_frame_time(container)
             container.seek(0)
+        # Frame threads speed up one long pass; across seeks and GOP jumps their pipeline is
+        # flushed each time and costs more than it gives (measured in bench/bench_video.py).
+        stream.thread_type = "SLICE" if duration >= SEEK_MIN_SECONDS else "AUTO"
         targets = sample_times(duration, cfg, clip)
-        if duration < SEEK_MIN_SECONDS:
-            return decode_sequential(container, targets) + (duration,)
-        return seek_each(container, targets) + (duration,)
+        shrink = Shrinker(cfg.max_pixels, stream)
+        seek = duration >= SEEK_MIN_SECONDS
+        if cfg.sampling == "keyframes":
+            chosen = pick_keyframes(container, stream, targets, shrink)
+        elif cfg.sampling != "exact":
+            raise VideoError(f"unknown frames.sampling {cfg.sampling!r}; use 'exact' or 'keyframes'")
+        elif seek and decode_threads(len(targets)) > 1:
+            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)))
+        else:
+            chosen = pick_exact(container, stream, targets, shrink, seek=seek)
+        import numpy as np
+
+        return np.stack([c[0] for c in chosen]), [c[1] for c in chosen], duration, shrink.colorspace
+
+
+def decode_threads(n_targets: int) -> int:
+    """Threads for a seeking decode: one per core (at most 4, $RLER_DECODE_THREADS overrides)."""
+    want = int(env_number("RLER_DECODE_THREADS", min(os.cpu_count() or 1, 4)))
+    return max(1, min(want, n_targets // 4))
+
+
+def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> list:
+    """Split the targets into contiguous runs, each decoded by its own container in a thread.
+
+    PyAV releases the GIL while decoding, so the runs decode in parallel; runs far apart share
+    no GOP, so the split costs nothing but the open (frame threads, by contrast, are flushed
+    at every jump between GOPs).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-len(targets) // threads)
+    runs = [targets[i:i + size] for i in range(0, len(targets), size)]
+
+    def run(part):
+        with open_container(path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE"
+            return pick_exact(container, stream, part, shrink, seek=True)
+
+    with ThreadPoolExecutor(len(runs)) as pool:
+        return [c for part in pool.map(run, runs) for c in part]
+
+
+class Shrinker:
+    """Scales chosen frames to the budget (size fixed by the first one), as yuv420p planes."""
+
+    def __init__(self, max_pixels: int, stream=None):
+        self.max_pixels, self.size, self.colorspace = max_pixels, None, 0
+        if stream is not None and stream.width and stream.height:  # fixed before any thread starts
+            self.size = target_size(stream.width, stream.height, max_pixels)
+
+    def __call__(self, frame, time: float):
+        if self.size is None:
+            self.size = target_size(frame.width, frame.height, self.max_pixels)
+        self.colorspace = self.colorspace or int(frame.colorspace or 0)
+        w, h = self.size
+        return frame.reformat(width=w, height=h, format="yuv420p", interpolation=INTERPOLATION).to_ndarray(), time
 
 
 def frames_of(container):
@@ -130,46 +222,155 @@ def last_frame_time(container) -> float:
     return last
 
 
-def decode_sequential(container, targets: list[float]) -> tuple[list, list[float]]:
-    """One decoding pass; only the frame nearest each target is converted to pixels."""
-    chosen: list = [None] * len(targets)
-    prev, k = None, 0
-    for frame in frames_of(container):
-        while k < len(targets) and frame.time >= targets[k]:
-            near_prev = prev is not None and targets[k] - prev.time <= frame.time - targets[k]
-            chosen[k] = prev if near_prev else frame
+def packets_from(container, stream, t: float):
+    """Packets from the last keyframe at or before `t`; re-seeks earlier if a seek overshoots."""
+    back = 0.0
+    while True:
+        at = max(0.0, t - back)
+        container.seek(int(at / stream.time_base), stream=stream, backward=True, any_frame=False)
+        packets = container.demux(stream)
+        first = next(packets, None)
+        if first is None or at == 0 or first.pts is None or first.pts * stream.time_base <= t:
+            return itertools.chain([first] if first is not None else [], packets)
+        back = max(2 * back, 10.0)
+
+
+def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip: bool = True,
+               stats: dict | None = None) -> list:
+    """The frame nearest each (ascending) target time, exactly as a full decode would find it.
+
+    Packets are read in order but decoded only from the keyframe of a GOP that holds a
+    target, so targets sharing a GOP cost one pass; gaps longer than two GOPs are crossed
+    by seeking. Non-reference frames more than `margin` before the next target are skipped.
+    `stats`, if given, counts the frames decoded ("decoded") for the benchmark and tests.
+    """
+    tb, ctx = stream.time_base, stream.codec_context
+    rate = float(stream.average_rate or stream.guessed_rate or 25)
+    margin = max(3 / rate, 0.2)
+    chosen, unsure = [None] * len(targets), []
+    state = {"k": 0, "prev": None}
+
+    def take(frame):  # an output frame, in presentation order
+        if frame.pts is None:
+            return
+        now, k, prev = float(frame.pts * tb), state["k"], state["prev"]
+        while k < len(targets) and now >= targets[k]:
+            t = targets[k]
+            near_prev = prev is not None and t - prev[1] <= now - t
+            chosen[k] = shrink(*(prev if near_prev else (frame, now)))
+            if skip and (t - prev[1] if near_prev else now - t) >= margin:
+                unsure.append(k)  # a skipped frame may have been nearer (variable frame rate)
             k += 1
-        if k == len(targets):
-            break
-        prev = frame
-    for j in range(k, len(targets)):  # targets after the last frame
-        chosen[j] = prev
-    if any(c is None for c in chosen):
-        raise VideoError(f"{container.name}: no decodable frames")
-    return [c.to_ndarray(format="rgb24") for c in chosen], [float(c.time) for c in chosen]
+        state["k"], state["prev"] = k, (frame, now)
 
+    def feed(packet):
+        t = packet.pts * tb if packet.pts is not None else None
+        k = state["k"]
+        far = skip and t is not None and k < len(targets) and t < targets[k] - margin
+        ctx.skip_frame = "NONREF" if far else "DEFAULT"
+        frames = stream.decode(packet)
+        if stats is not None:
+            stats["decoded"] = stats.get("decoded", 0) + len(frames)
+        for frame in frames:
+            take(frame)
 
-def seek_each(container, targets: list[float]) -> tuple[list, list[float]]:
-    """Seek to the keyframe before each target, then decode forward to the target."""
-    stream = container.streams.video[0]
-    frames, stamps = [], []
-    for target in targets:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-        best = None
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            best = frame
-            if frame.time >= target:
+    def release(held, fresh):  # decode the held packets, from a keyframe if `fresh`
+        if fresh:
+            ctx.flush_buffers()
+            state["prev"] = None
+        for p in held:
+            feed(p)
+
+    gop, last_key, sought = 0.0, None, seek
+    packets = packets_from(container, stream, targets[0] if seek else 0.0)
+    held, fresh, fed = [], True, False  # packets not yet decoded; whether they start a new GOP
+    try:
+        while state["k"] < len(targets):
+            packet = next(packets, None)
+            if packet is None or packet.size == 0:  # end of stream
                 break
-        if best is None:
-            raise VideoError(f"{container.name}: no frame decodable near {target:.2f}s")
-        frames.append(best.to_ndarray(format="rgb24"))
-        stamps.append(float(best.time))
-    return frames, stamps
+            t = packet.pts * tb if packet.pts is not None else None
+            want = targets[state["k"]] - margin
+            if packet.is_keyframe and t is not None:
+                if last_key is not None and t > last_key:
+                    gop = max(gop, float(t - last_key))
+                last_key = t
+                if t < want and seek and not sought and targets[state["k"]] - t > 2 * (gop or 10.0):
+                    packets, held, fresh, sought, last_key = packets_from(container, stream, targets[state["k"]]), [], True, True, None
+                    continue
+                sought = False
+                if t < want:  # a GOP that starts before the next target's neighbourhood: drop the rest
+                    held, fresh = [], True
+            held.append(packet)
+            if t is None or t >= want:  # near the next target: decode what is held, in order
+                release(held, fresh)
+                held, fresh, fed = [], False, True
+        if held and state["k"] < len(targets):  # targets past the last keyframe: the clip's last frames
+            release(held, fresh)
+            fed = True
+        if fed:
+            for frame in stream.decode(None):  # frames still held back for reordering
+                if stats is not None:
+                    stats["decoded"] = stats.get("decoded", 0) + 1
+                take(frame)
+    except VideoError:
+        raise
+    except Exception as e:  # noqa: BLE001 - PyAV raises many types for corrupt data
+        raise VideoError(f"{container.name}: corrupt video stream ({type(e).__name__}: {e})") from None
+    finally:
+        ctx.skip_frame = "DEFAULT"
+    return finish_exact(container, stream, targets, shrink, seek, skip, chosen, unsure, state["prev"])
 
 
-def decode_decord(path: Path, cfg, clip) -> tuple[list, list[float], float]:
+def finish_exact(container, stream, targets, shrink, seek, skip, chosen, unsure, last) -> list:
+    """Targets past the last frame take the last frame; unsure ones are redone without skipping."""
+    for k, c in enumerate(chosen):
+        if c is None:
+            if last is None:
+                raise VideoError(f"{container.name}: no decodable frames")
+            chosen[k] = shrink(*last)
+    if skip and unsure:
+        redo = pick_exact(container, stream, [targets[k] for k in unsure], shrink, seek, skip=False)
+        for k, c in zip(unsure, redo):
+            chosen[k] = c
+    return chosen
+
+
+def pick_keyframes(container, stream, targets: list[float], shrink) -> list:
+    """Approximate sampling for hour-long videos: the keyframe nearest each target, decoded alone.
+
+    Off by default (frames.sampling: keyframes): the frame times are the keyframes' own, so
+    targets closer than a GOP may share a frame and the spacing follows the encoder's GOPs.
+    """
+    tb, ctx = stream.time_base, stream.codec_context
+    out, done = [], {}
+    for t in targets:
+        before = after = None
+        for packet in packets_from(container, stream, t):
+            if packet.pts is None or not packet.is_keyframe:
+                continue
+            if packet.pts * tb <= t:
+                before = packet
+            else:
+                after = packet
+                break
+        pick = before if after is None or (before is not None and t - before.pts * tb <= after.pts * tb - t) else after
+        if pick is None:
+            raise VideoError(f"{container.name}: no keyframe found near {t:.2f}s")
+        if pick.pts not in done:
+            ctx.flush_buffers()
+            frames = [f for f in itertools.chain(stream.decode(pick), stream.decode(None)) if f.pts is not None]
+            if not frames:
+                raise VideoError(f"{container.name}: keyframe at {float(pick.pts * tb):.2f}s does not decode")
+            done[pick.pts] = shrink(frames[0], float(frames[0].pts * tb))
+        out.append(done[pick.pts])
+    return out
+
+
+# ---------------------------------------------------------------- other decoders (RGB)
+
+
+def decode_decord(path: Path, cfg, clip):
     try:
         import decord
     except ImportError:
@@ -182,10 +383,10 @@ def decode_decord(path: Path, cfg, clip) -> tuple[list, list[float], float]:
     duration = len(vr) / fps
     idx = [min(len(vr) - 1, int(t * fps)) for t in sample_times(duration, cfg, clip)]
     batch = vr.get_batch(idx).asnumpy()
-    return list(batch), [i / fps for i in idx], duration
+    return rgb_images(list(batch), cfg.max_pixels), [i / fps for i in idx], duration, 0
 
 
-def decode_folder(path: Path, cfg, clip, folder_fps: float) -> tuple[list, list[float], float]:
+def decode_folder(path: Path, cfg, clip, folder_fps: float):
     """A folder of numbered frame images, read as a video at folder_fps."""
     import numpy as np
     from PIL import Image
@@ -196,52 +397,120 @@ def decode_folder(path: Path, cfg, clip, folder_fps: float) -> tuple[list, list[
     duration = len(files) / folder_fps
     idx = [min(len(files) - 1, int(t * folder_fps)) for t in sample_times(duration, cfg, clip)]
     frames = [np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]
-    return frames, [i / folder_fps for i in idx], duration
+    return rgb_images(frames, cfg.max_pixels), [i / folder_fps for i in idx], duration, 0
+
+
+def rgb_images(frames: list, max_pixels: int):
+    """Resized RGB frames stacked; sets whose frames differ in size are cropped to the smallest."""
+    import numpy as np
+
+    frames = [resize_to_budget(np.asarray(f, dtype=np.uint8), max_pixels) for f in frames]
+    h = min(f.shape[0] for f in frames)
+    w = min(f.shape[1] for f in frames)
+    return np.stack([f[:h, :w] for f in frames])
 
 
 # ---------------------------------------------------------------- cached entry point
 
-_MEMORY: dict[str, object] = {}
-_MEMORY_MAX = 32
+_MEMORY: OrderedDict = OrderedDict()  # key -> FrameSet, least recently used first
+
+
+def memory_limit() -> int:
+    return int(float(env_number("RLER_MEMORY_CACHE_MB", 512)) * 2**20)
+
+
+def disk_limit() -> int:
+    return int(float(env_number("RLER_CACHE_MAX_GB", 20)) * 2**30)
+
+
+def env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise VideoError(f"${name}={raw!r}: expected a number") from None
+    if value < 0:
+        raise VideoError(f"${name}={raw!r}: must be >= 0")
+    return value
+
+
+def fingerprint(path: Path) -> list:
+    """What identifies a video's content cheaply: size, mtime and a hash of its head and tail."""
+    import hashlib
+
+    if path.is_dir():
+        return sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in path.iterdir())
+    st = path.stat()
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 16))
+        if st.st_size > 1 << 17:
+            fh.seek(-(1 << 16), os.SEEK_END)
+            h.update(fh.read(1 << 16))
+    return [st.st_size, st.st_mtime_ns, h.hexdigest()]
 
 
 def cache_key(path: Path, cfg, clip, folder_fps: float) -> str:
+    """Content, decoder, frame choice and resize: everything that changes the pixels."""
     import hashlib
+    import json
     from dataclasses import asdict
 
-    st = path.stat()
     settings = {k: v for k, v in asdict(cfg).items() if k != "mode"}  # mode does not change pixels
-    raw = f"{path.resolve()}|{st.st_mtime_ns}|{st.st_size}|{sorted(settings.items())}|{clip}|{folder_fps}"
-    return hashlib.sha1(raw.encode()).hexdigest()
+    raw = [CACHE_FORMAT, INTERPOLATION, fingerprint(path), sorted(settings.items()), clip,
+           folder_fps if path.is_dir() else None]
+    return hashlib.sha1(json.dumps(raw, default=str).encode()).hexdigest()
 
 
 def default_cache_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("RLER_CACHE", ".cache")) / "frames"
+    root = os.environ.get("RLER_CACHE") or Path.home() / ".cache" / "rler-eval"
+    return Path(root) / "frames"
 
 
 def load_frames(path, cfg, clip=None, cache_dir=None, folder_fps: float = 3.0):
-    """The FrameSet of `path` under `cfg`: from memory, else the disk cache, else decoded."""
-    from rler_eval.types import FrameSet
+    """The FrameSet of `path` under `cfg`: from memory, else the disk cache, else decoded.
 
+    cache_dir: the disk cache folder [$RLER_CACHE or ~/.cache/rler-eval]/frames; False
+    turns both caches off (`rler-eval run --no-cache`).
+    """
     path = Path(path)
     check_readable(path)
+    if cache_dir is False:
+        return build_frameset(path, *decode(path, cfg, clip, folder_fps))
     key = cache_key(path, cfg, clip, folder_fps)
     if key in _MEMORY:
+        _MEMORY.move_to_end(key)
         return _MEMORY[key]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{key}.npz"
-    frameset = read_cache(cache_file)
-    if frameset is None:
-        frames, stamps, duration = decode(path, cfg, clip, folder_fps)
-        frames = stack([resize_to_budget(f, cfg.max_pixels) for f in frames])
-        frameset = FrameSet(frames=frames, timestamps=[round(t, 3) for t in stamps], source=str(path),
-                            duration=duration)
-        write_cache(cache_file, frameset)
-    if len(_MEMORY) >= _MEMORY_MAX:
-        _MEMORY.pop(next(iter(_MEMORY)))
-    _MEMORY[key] = frameset
+    stored = read_cache(cache_file)
+    if stored is None:
+        stored = decode(path, cfg, clip, folder_fps)
+        write_cache(cache_file, stored)
+    frameset = build_frameset(path, *stored)
+    remember(key, frameset)
     return frameset
+
+
+def build_frameset(path: Path, images, stamps, duration, colorspace, pix_fmt=None):
+    from rler_eval.types import FrameSet
+
+    pix_fmt = pix_fmt or ("rgb24" if images.ndim == 4 else "yuv420p")
+    return FrameSet(frames=to_rgb(images, pix_fmt, colorspace), timestamps=[round(float(t), 3) for t in stamps],
+                    source=str(path), duration=float(duration))
+
+
+def remember(key: str, frameset) -> None:
+    """Keep a frame set in memory, evicting the least recently used beyond the byte budget."""
+    limit = memory_limit()
+    if frameset.frames.nbytes > limit:
+        return
+    _MEMORY[key] = frameset
+    total = sum(f.frames.nbytes for f in _MEMORY.values())
+    while total > limit:
+        _, old = _MEMORY.popitem(last=False)
+        total -= old.frames.nbytes
 
 
 def check_readable(path: Path) -> None:
@@ -252,6 +521,7 @@ def check_readable(path: Path) -> None:
 
 
 def decode(path: Path, cfg, clip, folder_fps: float):
+    """(images, stamps, duration, colorspace): yuv420p planes (N, 3H/2, W) or RGB (N, H, W, 3)."""
     if path.is_dir():
         return decode_folder(path, cfg, clip, folder_fps)
     if cfg.decoder == "decord":
@@ -264,38 +534,120 @@ def decode(path: Path, cfg, clip, folder_fps: float):
         raise VideoError(str(e) if str(path) in str(e) else f"{path}: {e}") from None
 
 
-def stack(frames: list):
-    """Frames of one set may differ in size after resizing odd sources; crop to the smallest."""
+# ---------------------------------------------------------------- disk cache
+
+
+def lossless_codec(pix_fmt: str) -> tuple[str, dict]:
+    """x264 at qp 0 (lossless, and it uses the likeness of nearby frames); FFV1 if x264 is absent."""
+    import av
+
+    name = "libx264" if pix_fmt == "yuv420p" else "libx264rgb"
+    try:
+        av.codec.Codec(name, "w")
+        return name, {"qp": "0", "preset": "ultrafast", "threads": "1"}
+    except Exception:  # noqa: BLE001 - an FFmpeg build without x264
+        return "ffv1", {}
+
+
+def encode_images(images) -> bytes:
+    """Frames as one lossless video stream in Matroska (decoding it gives the same bytes back)."""
+    import io
+
+    import av
+
+    pix_fmt = "rgb24" if images.ndim == 4 else "yuv420p"
+    codec, options = lossless_codec(pix_fmt)
+    h, w = (images.shape[1], images.shape[2]) if pix_fmt == "rgb24" else (images.shape[1] * 2 // 3, images.shape[2])
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="matroska") as out:
+        stream = out.add_stream(codec, rate=1, options=options)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = pix_fmt if codec.startswith("libx264") else ("bgr0" if pix_fmt == "rgb24" else pix_fmt)
+        for image in images:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format=pix_fmt)):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def decode_images(blob: bytes, pix_fmt: str):
+    import io
+
+    import av
     import numpy as np
 
-    h = min(f.shape[0] for f in frames)
-    w = min(f.shape[1] for f in frames)
-    return np.stack([f[:h, :w] for f in frames]).astype(np.uint8)
+    with av.open(io.BytesIO(blob)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fmt = None if pix_fmt == "yuv420p" else "rgb24"
+        return np.stack([f.to_ndarray(format=fmt) if fmt else f.to_ndarray() for f in container.decode(stream)])
 
 
 def read_cache(cache_file: Path):
+    """The stored (images, stamps, duration, colorspace, pix_fmt), or None; a hit refreshes its LRU time."""
     import numpy as np
-
-    from rler_eval.types import FrameSet
 
     if not cache_file.exists():
         return None
     try:
         with np.load(cache_file, allow_pickle=False) as z:
-            return FrameSet(frames=z["frames"], timestamps=z["timestamps"].tolist(), source=str(z["source"]),
-                            duration=float(z["duration"]))
-    except Exception:  # noqa: BLE001 - a torn cache file is simply rebuilt
+            pix_fmt = str(z["pix_fmt"])
+            images = decode_images(z["blob"].tobytes(), pix_fmt)
+            if images.shape != tuple(z["shape"]):
+                return None
+            stored = images, z["timestamps"].tolist(), float(z["duration"]), int(z["colorspace"]), pix_fmt
+    except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
         return None
+    try:
+        os.utime(cache_file)
+    except OSError:
+        pass
+    return stored
 
 
-def write_cache(cache_file: Path, frameset) -> None:
+_WRITTEN: dict[str, int] = {}  # cache folder -> bytes written since its size was last measured
+
+
+def write_cache(cache_file: Path, stored) -> None:
     """Atomic: write a temporary file, then rename, so concurrent shards never read a torn file."""
-    import os
-
     import numpy as np
 
+    images, stamps, duration, colorspace = stored[:4]
+    pix_fmt = "rgb24" if images.ndim == 4 else "yuv420p"
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, frames=frameset.frames, timestamps=np.asarray(frameset.timestamps, dtype=np.float64),
-             source=np.asarray(frameset.source), duration=np.asarray(frameset.duration or 0.0))
+    blob = np.frombuffer(encode_images(images), dtype=np.uint8)
+    np.savez(tmp, blob=blob, pix_fmt=np.asarray(pix_fmt), shape=np.asarray(images.shape),
+             timestamps=np.asarray(stamps, dtype=np.float64), duration=np.asarray(duration or 0.0),
+             colorspace=np.asarray(colorspace))
     os.replace(tmp, cache_file)
+    folder = str(cache_file.parent)
+    _WRITTEN[folder] = _WRITTEN.get(folder, 0) + cache_file.stat().st_size
+    if folder not in _MEASURED or _WRITTEN[folder] + _MEASURED[folder] > disk_limit():
+        evict(cache_file.parent, disk_limit())
+
+
+_MEASURED: dict[str, int] = {}  # cache folder -> its size at the last scan
+
+
+def evict(folder: Path, limit: int) -> None:
+    """Delete least recently used entries until the folder holds at most 90% of `limit`."""
+    entries = []
+    for p in folder.glob("*.npz"):
+        try:
+            st = p.stat()
+        except OSError:  # removed by another process meanwhile
+            continue
+        entries.append((st.st_mtime, st.st_size, p))
+    total = sum(e[1] for e in entries)
+    if total > limit:
+        for _, size, p in sorted(entries, key=lambda e: e[0]):
+            if total <= 0.9 * limit:
+                break
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            total -= size
+    _MEASURED[str(folder)], _WRITTEN[str(folder)] = total, 0
