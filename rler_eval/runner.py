@@ -279,8 +279,8 @@ def rejudge(out: Path, records: list[dict], card, bench) -> list[dict]:
     fixed = 0
     for r in records:
         if r["status"] == "judge_error":
-            sample = sample_from_dict(r["sample"])
-            r.update(score_answer(bench, sample, r.get("answer")))
+            with judge.refreshed():  # the cached reply was the unusable one
+                r.update(score_answer(bench, sample_from_dict(r["sample"]), r.get("answer")))
             if r["status"] == "ok":
                 r["error"] = None
                 fixed += 1
