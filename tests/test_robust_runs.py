@@ -413,3 +413,73 @@ def test_failed_judgement_is_a_judge_error_that_resume_rejudges(stub_judge, tmp_
     fixed = runner.rejudge(out, rec.load_records(out), card, bench)
     assert fixed[0]["status"] == "ok" and fixed[0]["score"] == 0.75 and fixed[0]["error"] is None
     assert rec.load_records(out)[0]["status"] == "ok"
+
+
+# ---------------------------------------------------------------- 6. the sample timeout in a run
+
+
+class HangOnSecond:
+    """A fake model answering in the protocol, that hangs on the second question."""
+
+    name = "hang-fake"
+    supports_logprobs = True
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, requests):
+        from rler_eval.types import Candidate
+
+        self.calls += 1
+        if self.calls == 2:
+            while True:  # a generation loop that never ends
+                time.sleep(0.05)
+        text = "<think>In frame 1 the square is red.</think>\n<frames>1</frames>\n<answer>B</answer>"
+        return [[Candidate(text, [-0.2] * 6, None, 0.0, 0, 6)] for _ in requests]
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    from rler_eval.benchmarks import synthvid
+    from rler_eval.tasks import card_from_dict
+
+    root = tmp_path_factory.mktemp("sv") / "data"
+    synthvid.generate(root, 4, seed=2, progress=False)
+    return card_from_dict({"name": "sv4", "benchmark": "synthvid", "data_root": str(root),
+                           "frames": {"n": 4, "max_pixels": 56 * 56}, "max_new_tokens": 16})
+
+
+def test_stuck_generation_becomes_an_error_record_and_the_run_goes_on(small_set, tmp_path):
+    start = time.time()
+    limits = runner.Limits(sample_timeout=2.0, decode_workers=1)
+    metrics, out = runner.run(small_set, "fake", "greedy", out=tmp_path / "r", backend=HangOnSecond(),
+                              cache_dir=str(tmp_path / "c"), limits=limits)
+    recs = rec.load_records(out)
+    assert [r["status"] for r in recs] == ["ok", "error", "ok", "ok"]
+    assert "SampleTimeout" in recs[1]["error"] and metrics["errors"] == 1
+    assert time.time() - start < 60
+
+
+def test_stuck_decode_is_abandoned_and_the_run_goes_on(small_set, tmp_path, monkeypatch):
+    original = runner.load_sample_frames
+
+    def hang_on_second(sample, card, cache_dir):
+        if sample.id.endswith("1"):
+            time.sleep(600)  # e.g. a stream that never ends
+        return original(sample, card, cache_dir)
+
+    monkeypatch.setattr(runner, "load_sample_frames", hang_on_second)  # forked workers inherit it
+    limits = runner.Limits(sample_timeout=3.0, decode_workers=1)
+
+    class Answers(HangOnSecond):
+        def generate(self, requests):
+            self.calls = 10
+            return super().generate(requests)
+
+    start = time.time()
+    metrics, out = runner.run(small_set, "fake", "greedy", out=tmp_path / "r", backend=Answers(),
+                              cache_dir=str(tmp_path / "c"), limits=limits)
+    recs = rec.load_records(out)
+    assert [r["status"] for r in recs] == ["ok", "error", "ok", "ok"]
+    assert "DecodeTimeout" in recs[1]["error"]
+    assert time.time() - start < 60
