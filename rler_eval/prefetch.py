@@ -19,6 +19,7 @@ abandon a stuck decode): the baseline of `bench/bench_prefetch.py`. Workers are 
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import time
 from collections import deque
 from multiprocessing.connection import wait
@@ -98,6 +99,13 @@ class Prefetcher:
         # runner starts the pool before it loads the model, so the children stay small
         self.ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         self.workers = [_Worker(self.ctx, fn) for _ in range(self.n)]
+        # a pump thread drains finished frames from the pipes as soon as they are sent, so a
+        # worker never waits on the caller (a frame set is megabytes, far over a pipe buffer)
+        self.cond = threading.Condition()
+        self.closed = False
+        self.pump = threading.Thread(target=self._pump, daemon=True, name="rler-prefetch")
+        if self.n:
+            self.pump.start()
 
     def __enter__(self) -> "Prefetcher":
         return self
@@ -106,6 +114,11 @@ class Prefetcher:
         self.close()
 
     def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+        if self.pump.is_alive():
+            self.pump.join(5)
         for w in self.workers:
             if w.job is not None:
                 w.kill()
@@ -122,45 +135,71 @@ class Prefetcher:
     def get(self, i: int, timeout: float | None = None):
         if i != self.next_get:
             raise ValueError(f"jobs must be consumed in order: expected {self.next_get}, got {i}")
-        self.next_get = i + 1
-        if self.jobs[i] is None:
-            return None
-        if self.n == 0:
-            return self.fn(self.jobs[i])
+        if self.jobs[i] is None or self.n == 0:
+            with self.cond:
+                self.next_get = i + 1
+                self.cond.notify_all()
+            return None if self.jobs[i] is None else self.fn(self.jobs[i])
         deadline = None if timeout is None else time.monotonic() + timeout
-        while i not in self.ready:
-            self._assign()
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                self._abandon(i)
-                raise DecodeTimeout(f"decoding took longer than the sample timeout ({timeout:g} s); "
-                                    f"its worker was stopped")
-            self._collect(remaining)
-        result = self.ready.pop(i)
-        self._assign()  # keep the workers busy while the caller uses this result
+        with self.cond:
+            while i not in self.ready:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.next_get = i + 1
+                    self._abandon(i)
+                    self.cond.notify_all()
+                    raise DecodeTimeout(f"decoding took longer than the sample timeout ({timeout:g} s); "
+                                        f"its worker was stopped")
+                self.cond.wait(remaining)
+            result = self.ready.pop(i)
+            self.next_get = i + 1
+            self.cond.notify_all()  # the window moved: the pump hands out the next jobs
         if isinstance(result, Failure):
             raise result.exception()
         return result
 
-    def _assign(self) -> None:
-        for w in self.workers:
-            if w.job is None and self.todo and self.todo[0] < self.next_get + self.ahead:
-                w.job = self.todo.popleft()
-                w.conn.send((w.job, self.jobs[w.job]))
+    # ------------------------------------------------------------------ the pump thread
 
-    def _collect(self, timeout: float | None) -> None:
-        busy = {w.conn: w for w in self.workers if w.job is not None}
-        for conn in wait(list(busy), timeout):
-            w = busy[conn]
+    def _pump(self) -> None:
+        while True:
+            with self.cond:
+                if self.closed:
+                    return
+                self._assign()
+                busy = {w.conn: w for w in self.workers if w.job is not None}
+                if not busy:
+                    self.cond.wait(0.5)
+                    continue
             try:
-                index, result = conn.recv()
-            except (EOFError, OSError):
+                done = wait(list(busy), 0.1)
+            except (OSError, ValueError):  # a connection closed under us: its worker was replaced
+                continue
+            for conn in done:
+                self._receive(busy[conn])
+
+    def _receive(self, w: _Worker) -> None:
+        try:
+            index, result = w.conn.recv()  # unpickled outside the lock
+        except (EOFError, OSError, ValueError):
+            index, result = None, None
+        with self.cond:
+            if w not in self.workers or w.job is None:
+                return  # abandoned by a timeout meanwhile
+            if index is None:
                 index = w.job
                 result = Failure("WorkerFailed", f"the decode worker died (exit code {w.proc.exitcode})", True)
                 self._replace(w)
             else:
                 w.job = None
             self.ready[index] = result
+            self.cond.notify_all()
+
+    def _assign(self) -> None:
+        """Hand the next jobs within the window to idle workers (the lock is held)."""
+        for w in self.workers:
+            if w.job is None and self.todo and self.todo[0] < self.next_get + self.ahead:
+                w.job = self.todo.popleft()
+                w.conn.send((w.job, self.jobs[w.job]))
 
     def _abandon(self, i: int) -> None:
         for w in self.workers:

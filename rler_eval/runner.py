@@ -9,6 +9,12 @@ Why it is built this way:
 - metrics.json is always recomputed from the records and written atomically, so an
   interrupted-then-resumed run ends with exactly the metrics of an uninterrupted one.
   Wall-clock figures live under "timing", apart from the deterministic metrics.
+- A run holds its folder's lock (`records.RunLock`) and resumes only onto a folder made
+  with the same data root, card, prompt, frames, judge, model and strategy (RESUME_KEYS).
+- Untrusted rows are contained (`guards`: paths under the data root, regular files only,
+  prompt size) and bounded (`--sample-timeout`); frames are decoded ahead in worker
+  processes (`prefetch`) that can be abandoned when a decode hangs.
+The run-folder file format (records, lock, metrics) lives in `rler_eval.records`.
 """
 
 from __future__ import annotations
@@ -306,9 +312,23 @@ def decode_pool(samples, card, cache_dir, limits: Limits):
     from rler_eval.prefetch import Prefetcher
 
     jobs, refused = decode_jobs(samples, card, cache_dir, limits)
+    if limits.decode_workers:
+        import rler_eval.video  # noqa: F401  (imported once here, so forked workers start warm)
+        warm_imports()
     pool = Prefetcher(jobs, decode_job, workers=limits.decode_workers)
     pool.refused = refused
     return pool
+
+
+def warm_imports() -> None:
+    """The decoders' heavy imports, done in the parent before it forks its workers."""
+    import importlib
+
+    for name in ("numpy", "av", "PIL.Image"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
 
 
 def evaluate(samples, card, bench, backend, strategy, overrides, out, seed, strict, cache_dir,

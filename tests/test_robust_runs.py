@@ -451,13 +451,13 @@ def small_set(tmp_path_factory):
 
 def test_stuck_generation_becomes_an_error_record_and_the_run_goes_on(small_set, tmp_path):
     start = time.time()
-    limits = runner.Limits(sample_timeout=2.0, decode_workers=1)
+    limits = runner.Limits(sample_timeout=10.0, decode_workers=1)  # generous: CI machines are busy
     metrics, out = runner.run(small_set, "fake", "greedy", out=tmp_path / "r", backend=HangOnSecond(),
                               cache_dir=str(tmp_path / "c"), limits=limits)
     recs = rec.load_records(out)
     assert [r["status"] for r in recs] == ["ok", "error", "ok", "ok"]
     assert "SampleTimeout" in recs[1]["error"] and metrics["errors"] == 1
-    assert time.time() - start < 60
+    assert time.time() - start < 120
 
 
 def test_stuck_decode_is_abandoned_and_the_run_goes_on(small_set, tmp_path, monkeypatch):
@@ -469,7 +469,7 @@ def test_stuck_decode_is_abandoned_and_the_run_goes_on(small_set, tmp_path, monk
         return original(sample, card, cache_dir)
 
     monkeypatch.setattr(runner, "load_sample_frames", hang_on_second)  # forked workers inherit it
-    limits = runner.Limits(sample_timeout=3.0, decode_workers=1)
+    limits = runner.Limits(sample_timeout=10.0, decode_workers=1)
 
     class Answers(HangOnSecond):
         def generate(self, requests):
@@ -482,4 +482,4 @@ def test_stuck_decode_is_abandoned_and_the_run_goes_on(small_set, tmp_path, monk
     recs = rec.load_records(out)
     assert [r["status"] for r in recs] == ["ok", "error", "ok", "ok"]
     assert "DecodeTimeout" in recs[1]["error"]
-    assert time.time() - start < 60
+    assert time.time() - start < 120
