@@ -39,7 +39,7 @@ def merge(shards: list[Path], out: Path) -> dict:
             raise InputError(f"{s}: settings differ from {shards[0]} in {', '.join(diff)}")
     records: dict[str, dict] = {}
     for s in shards:
-        for r in load_records(s, quarantine=False):  # the shards are only read
+        for r in load_records(s):  # the shards are only read
             records[r["id"]] = r
     with RunLock(out):
         rewrite_records(out, list(records.values()))

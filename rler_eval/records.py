@@ -80,11 +80,12 @@ def holder_pid(run_dir: Path) -> int | None:
 # ---------------------------------------------------------------- reading
 
 
-def load_records(run_dir: str | Path, quarantine: bool = True) -> list[dict]:
+def load_records(run_dir: str | Path, quarantine: bool = False) -> list[dict]:
     """The records of a run folder, de-duplicated by id (last wins).
 
-    Unreadable lines are moved to samples.corrupt.jsonl (with their line numbers) and a
-    warning is printed; with `quarantine=False` (read-only callers) they are only skipped.
+    Unreadable lines are skipped with a warning. With `quarantine=True` (only the holder of
+    the run lock: the rewrite must not race a writer) they are also moved, with their line
+    numbers, to samples.corrupt.jsonl, and samples.jsonl keeps every other line.
     """
     path = Path(run_dir) / SAMPLES
     if not path.exists():

@@ -267,7 +267,7 @@ def prepare_folder(out: Path, config: dict, retry_errors: bool, card=None, bench
                             f"use a new --out, or delete the folder")
         config["model_label"] = old.get("model_label", config["model"])
     write_json_atomic(cfg_path, config)
-    records = load_records(out)
+    records = load_records(out, quarantine=True)  # the run lock is held
     if retry_errors and any(r["status"] != "ok" for r in records):
         records = [r for r in records if r["status"] == "ok"]
         rewrite_records(out, records)

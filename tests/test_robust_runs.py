@@ -47,7 +47,9 @@ def test_a_damaged_middle_line_loses_no_other_record(tmp_path, capsys, damage):
     # the probe: one damaged middle line wiped the 14 records after it (or crashed resume)
     lines = good_lines(20)
     path = write_lines(tmp_path, lines[:5] + [damage] + lines[5:])
-    got = rec.load_records(tmp_path)
+    assert len(rec.load_records(tmp_path)) == 20  # a reader (replay, merge) skips it, changing nothing
+    assert path.read_bytes() == b"".join(lines[:5] + [damage] + lines[5:])
+    got = rec.load_records(tmp_path, quarantine=True)  # the run-lock holder moves it aside
     assert [r["id"] for r in got] == [f"q{i:02d}" for i in range(20)]
     assert path.read_bytes() == b"".join(lines)  # every good line kept byte for byte
     corrupt = [json.loads(x) for x in (tmp_path / rec.CORRUPT).read_text().splitlines()]
@@ -60,7 +62,7 @@ def test_interleaved_half_line_costs_only_the_torn_record(tmp_path):
     lines = good_lines(6)
     torn = lines[2][:15] + lines[3]
     write_lines(tmp_path, lines[:2] + [torn] + lines[4:])
-    got = {r["id"] for r in rec.load_records(tmp_path)}
+    got = {r["id"] for r in rec.load_records(tmp_path, quarantine=True)}
     assert got == {"q00", "q01", "q04", "q05"}  # q02 and q03 are recomputed; nothing else
     assert (tmp_path / rec.CORRUPT).exists()
 
@@ -68,10 +70,10 @@ def test_interleaved_half_line_costs_only_the_torn_record(tmp_path):
 def test_torn_last_line_is_set_aside_and_appends_stay_valid(tmp_path):
     lines = good_lines(3)
     path = write_lines(tmp_path, lines + [lines[0][:10]])
-    assert len(rec.load_records(tmp_path)) == 3
+    assert len(rec.load_records(tmp_path, quarantine=True)) == 3
     with open(path, "a") as fh:
         rec.append_record(fh, record(7))
-    assert [r["id"] for r in rec.load_records(tmp_path)] == ["q00", "q01", "q02", "q07"]
+    assert [r["id"] for r in rec.load_records(tmp_path, quarantine=True)] == ["q00", "q01", "q02", "q07"]
 
 
 # ---------------------------------------------------------------- 3. one writer per run folder
