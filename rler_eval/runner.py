@@ -114,6 +114,10 @@ def add_arguments(p) -> None:
 
 
 def cli(args) -> int:
+    if args.decode_workers is not None and args.decode_workers < 0:
+        raise InputError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
+    if args.sample_timeout < 0:
+        raise InputError(f"--sample-timeout must be 0 (no limit) or more, got {args.sample_timeout:g}")
     card = load_task(args.task)
     if args.frames:
         card.frames.n = args.frames
