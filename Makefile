@@ -74,15 +74,22 @@ tiny-model:
 	$(BIN)/rler-eval train --recipe train/tiny_cpu.yaml
 
 # The figures of results/rler_tiny.md: needs `make tiny-model` first (for the SFT-only stage).
+# Every run resumes, so an interrupted `make results-tiny` picks up where it stopped.
 TINY_RUNS = results/runs/tiny
+TINY = checkpoints/rler-tiny
+TINY_SFT = runs/train/rler-tiny/sft
 results-tiny:
-	$(BIN)/rler-eval run --task synthvid --model runs/train/rler-tiny/sft --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
-	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
-	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy rler@8 --out $(TINY_RUNS)/rler-tiny_rler8
-	$(BIN)/rler-eval run --task synthvid --model checkpoints/rler-tiny --strategy rler --out $(TINY_RUNS)/rler-tiny_rler
+	$(BIN)/rler-eval run --task synthvid --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
+	$(BIN)/rler-eval run --task synthvid --model $(TINY_SFT) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/sft-only_greedy_blank
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/rler-tiny_greedy_blank
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --ablate-frames shuffle --out $(TINY_RUNS)/rler-tiny_greedy_shuffle
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy rler@8 --out $(TINY_RUNS)/rler-tiny_rler8
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy rler --out $(TINY_RUNS)/rler-tiny_rler
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@3 --out $(TINY_RUNS)/rler-tiny_majority3
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@8 --out $(TINY_RUNS)/rler-tiny_majority8
-	$(BIN)/rler-eval report $(TINY_RUNS) --details --out results/rler_tiny
+	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy best_of@8 --out $(TINY_RUNS)/rler-tiny_best_of8
+	$(BIN)/python -m rler_eval.training.tiny_report $(TINY_RUNS) --out results/rler_tiny.md --append results/grpo_tuning.md
 	$(BIN)/rler-eval sweep $(TINY_RUNS)/rler-tiny_rler8 --out results/sweep_rler_tiny
 
 fixtures:

@@ -111,6 +111,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-prompt-tokens", type=positive_int, default=None, metavar="T",
                    help="longest prompt sent to the model; longer ones become error records "
                         "[the model's context minus max_new_tokens]")
+    p.add_argument("--ablate-frames", choices=("blank", "shuffle"), default=None,
+                   help="control run: 'blank' replaces every frame with uniform grey (what the text alone "
+                        "gives), 'shuffle' permutes the frame order under the same captions")
 
 
 def cli(args) -> int:
@@ -123,6 +126,8 @@ def cli(args) -> int:
         card.frames.n = args.frames
     if args.max_new_tokens:
         card.max_new_tokens = args.max_new_tokens
+    if args.ablate_frames:
+        card.frames.ablate = args.ablate_frames
     strategy = args.strategy or card.strategy
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
     limits = Limits(sample_timeout=args.sample_timeout or None,
@@ -246,6 +251,8 @@ def card_hash(card: TaskCard) -> str:
 def default_out(config: dict) -> Path:
     model = Path(config["model"].rstrip("/")).name.replace(":", "-").replace("@", "-")
     name = f"{config['task']}__{model}__{config['strategy'].replace('@', 'at')}__f{config['frames']['n']}"
+    if config["frames"].get("ablate"):
+        name += "__" + config["frames"]["ablate"]
     if config.get("shard"):
         name += "__shard" + config["shard"].replace("/", "of")
     return RESULTS_DIR / name
@@ -443,9 +450,11 @@ def evaluate_one(sample, card, bench, backend, strategy, overrides, seed, strict
 def load_sample_frames(sample: Sample, card: TaskCard, cache_dir: str | None):
     if not sample.video:
         return None
+    from rler_eval.ablation import ablate
     from rler_eval.video import load_frames
 
-    return load_frames(sample.video, card.frames, clip=sample.clip, cache_dir=cache_dir)
+    frameset = load_frames(sample.video, card.frames, clip=sample.clip, cache_dir=cache_dir)
+    return ablate(frameset, card.frames.ablate, sample.id)
 
 
 def score_prediction(bench, sample: Sample, prediction: Prediction) -> dict:

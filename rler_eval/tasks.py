@@ -29,6 +29,7 @@ class FrameConfig:
     max_pixels: int = 224 * 224  # each frame is resized to at most this many pixels
     decoder: str = "pyav"  # "pyav" or "decord"
     mode: str = "images"  # "images": labelled frames; "video": native video input
+    ablate: str | None = None  # "blank" (uniform grey frames) or "shuffle" (frame order); see ablation.py
 
 
 @dataclass

@@ -329,3 +329,29 @@ def test_run_synthvid_end_to_end(tmp_path):
     assert all(r["key_frames"] for r in records)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics
+
+
+# ---------------------------------------------------------------- no answer in the text
+
+
+def test_text_rows_are_the_generated_rows(tmp_path):
+    sv.generate(tmp_path, 5, seed=3, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("video", "scene")} for r in rows]  # noqa: E731
+    assert strip(sv.text_rows(5, seed=3)) == strip(rows_of(tmp_path))
+
+
+def test_text_alone_stays_near_chance():
+    """Trained on 3,000 training-split rows, a text-only learner answers the held-out split near chance."""
+    acc = sv.text_only_accuracy(sv.text_rows(3000, seed=1), sv.text_rows(500, seed=0))
+    assert acc <= 0.35, acc
+
+
+def test_text_only_learner_finds_a_planted_leak():
+    """The leak check can fail: plant a leak (the answer is always listed first) and it is found."""
+    def leaky(rows):
+        out = []
+        for r in rows:
+            correct = r["options"]["ABCD".index(r["answer"])]
+            out.append({**r, "options": [correct] + [o for o in r["options"] if o != correct], "answer": "A"})
+        return out
+    assert sv.text_only_accuracy(leaky(sv.text_rows(600, seed=1)), leaky(sv.text_rows(200, seed=0))) > 0.9

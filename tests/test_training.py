@@ -42,11 +42,11 @@ def test_transparency_gates_malformed_and_repetition_is_penalised():
     assert r[0] > 0.9 > 0.2 > r[1] and r[2] == 0.0
 
 
-def test_frame_sensitive_is_grounding_f1_with_tolerance():
+def test_frame_sensitive_is_one_to_one_grounding_f1_with_tolerance():
     cite = lambda frames: evidence.format_evidence("Frame 1 shows it.", frames, "B")  # noqa: E731
     g = call(rewards.frame_sensitive, [cite([3]), cite([4]), cite([6]), cite([3, 6, 7]), MALFORMED], key=(3,))
     assert g[0] == 1.0 and g[1] == 1.0  # ±1 frame tolerance
-    assert g[2] == 0.0 and 0 < g[3] < 1 and g[4] == 0.0
+    assert g[2] == 0.0 and g[3] == 0.5 and g[4] == 0.0  # [3, 6, 7]: one match, precision 1/3
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,14 @@ def test_contrast_mode_runs_on_the_tiny_model(tiny):
     out = reward(prompts=[prompt, prompt], completions=texts, answer=["B", "B"], answer_type=["option"] * 2,
                  options=[OPTS] * 2, n_frames=[4, 4], key_frames=[[], []], images=[images, images])
     assert 0.0 <= out[0] <= 1.0 and out[1] == 0.0  # a wrong answer earns no contrast reward
-    p_real = reward.answer_prob(prompt, texts[0], evidence.parse(texts[0], 4, "option", OPTS), images)
+    prefix, span = rewards.teacher_forced(evidence.parse(texts[0], 4, "option", OPTS))
+    assert span == "B" and prefix.endswith("<frames>2</frames>\n<answer>")
+    p_real = reward.span_prob(prompt, prefix, span, images)
     assert 0.0 < p_real < 1.0
+    # the reasoning is not part of the scored text: a think naming the answer scores the same
+    stating = evidence.format_evidence("Frame 2 shows a green square, so the answer is B.", [2], "B")
+    assert reward(prompts=[prompt] * 2, completions=[texts[0], stating], answer=["B"] * 2, answer_type=["option"] * 2,
+                  options=[OPTS] * 2, n_frames=[4, 4], key_frames=[[], []], images=[images] * 2) == [out[0]] * 2
     masked = reward.alter(images, [2])
     assert masked[1].getpixel((0, 0)) == (128, 128, 128) and masked[0] is images[0]
     shuffled = rewards.ContrastReward(mode="shuffle").alter(images, [])

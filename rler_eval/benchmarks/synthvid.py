@@ -37,6 +37,12 @@ Annotation rows (annotations.jsonl, one JSON object per line):
   rationale  str    a short explanation that cites the key moments by time
   fps        float  frames per second of the clip
   duration   float  clip length in seconds
+  scene      list   one text per clip frame: what it shows ("red square left, ..."; "" if empty),
+                    read from the clean pixels before encoding; used for SFT traces only
+
+Format v2 (this version): every family lists its options in one fixed order
+(`option_order`), SFT targets answer with the option text (the parser maps it to the
+letter), and their reasoning first reads every sampled frame (`inventory`).
 
 Timing is aligned with uniform 8-frame sampling of the 4-second clips (frames at segment
 midpoints 0.25 s, 0.75 s, ...): every event fills whole 0.5 s slots, so the default frame
@@ -197,7 +203,8 @@ def q_flash_count(rng: random.Random):
     for slot in slots:
         for i in frames_in(*slot_time(slot)):
             draw(clip[i], shape, colour, x, y, r)
-    notes = [[slot_mid(s), f"the {colour} {shape} flashes ({n} of {k})"] for n, s in enumerate(slots, 1)]
+    # a running count ("flash 2"), so each note is decided by its own frame, never ahead of it
+    notes = [[slot_mid(s), f"the {colour} {shape} flashes (flash {n})"] for n, s in enumerate(slots, 1)]
     return clip, {"question": f"How many times does the {colour} {shape} flash?", "correct": str(k),
                   "wrong": [str(n) for n in range(1, 5) if n != k], "ordered": True,
                   "key_times": [key_interval(s) for s in slots], "notes": notes}
@@ -231,20 +238,71 @@ BUILDERS = {"first_appear": q_first_appear, "color_at": q_color_at, "motion": q_
 ORDER = ["1", "2", "3", "4", *DIRECTIONS, *CHANGES]  # fixed option order for ordered families
 
 
+def option_order(text: str) -> tuple:
+    """Canonical option order: counts, directions and changes as listed; objects by colour, then shape.
+
+    Every family lists its options in one fixed order (format v2). With shuffled options a
+    small model had to look an option's letter up after deciding its text, and that lookup,
+    not perception, was what failed (DESIGN.md). A fixed order leaks nothing: which of
+    the four options is right still depends only on the clip.
+    """
+    if text in ORDER:
+        return (0, ORDER.index(text), "")
+    words = text.split()
+    colour = next((w for w in words if w in COLOURS), "")
+    return (1, list(COLOURS).index(colour) if colour else 99, text)
+
+
 def make_row(rng: random.Random, family: str, qid: str, video_rel: str) -> tuple:
     """One question of `family`: (clip frames, annotation row)."""
     clip, spec = BUILDERS[family](rng)
-    options = [spec["correct"]] + spec["wrong"][:3]
-    if spec.get("ordered"):
-        options.sort(key=ORDER.index)
-    else:
-        rng.shuffle(options)
+    options = sorted([spec["correct"]] + spec["wrong"][:3], key=option_order)
     answer = LETTERS[options.index(spec["correct"])]
     rationale = " ".join(f"At {fmt(t)} {text}." for t, text in spec["notes"])
     row = {"id": qid, "family": family, "video": video_rel, "question": spec["question"], "options": options,
            "answer": answer, "key_times": spec["key_times"], "notes": spec["notes"],
-           "rationale": f"{rationale} So the answer is {spec['correct']}.", "fps": FPS, "duration": SECONDS}
+           "rationale": f"{rationale} So the answer is {spec['correct']}.", "fps": FPS, "duration": SECONDS,
+           "scene": scene_of(clip)}
     return clip, row
+
+
+# ---------------------------------------------------------------- what each frame shows
+
+
+def describe(frame) -> str:
+    """The objects in one clean (pre-encoding) frame: 'red square left, blue circle top-right'.
+
+    Colours are exact before encoding, so each colour's mask is its object; the shape is
+    read from how much of its bounding box it fills (a disc fills pi/4), and the position
+    word names the side of the centre the object lies on, when it is clearly off-centre.
+    """
+    import numpy as np
+
+    flat = frame.reshape(-1, 3).astype(np.int32)
+    fg = np.flatnonzero((flat != BACKGROUND).any(axis=1))  # one pass over the frame; objects are small
+    codes = flat[fg] @ np.array([65536, 256, 1])
+    found = []
+    for name, (r, g, b) in COLOURS.items():
+        ys, xs = np.divmod(fg[codes == r * 65536 + g * 256 + b], frame.shape[1])
+        if len(xs) < 20:
+            continue
+        box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
+        shape = "square" if len(xs) / box > 0.9 else "circle"
+        found.append((xs.mean(), f"{name} {shape}{position_word(xs.mean(), ys.mean())}"))
+    return ", ".join(text for _, text in sorted(found))
+
+
+def position_word(x: float, y: float, dead: float = 12.0) -> str:
+    """' top-left', ' right', '' (centred): the sides of the frame centre an object is clearly on."""
+    half = SIZE / 2
+    v = "top" if y < half - dead else "bottom" if y > half + dead else ""
+    h = "left" if x < half - dead else "right" if x > half + dead else ""
+    return f" {v}-{h}" if v and h else f" {v or h}" if v or h else ""
+
+
+def scene_of(clip) -> list[str]:
+    """One description per clip frame ('' for an empty frame): the ground truth of what is visible."""
+    return [describe(frame) for frame in clip]
 
 
 # ---------------------------------------------------------------- generation
@@ -356,18 +414,17 @@ def frame_words(labels: list[int]) -> str:
 
 
 def sft_target(sample: Sample, frameset) -> str:
-    """The supervised warm-up target: the rationale with its moments rewritten as frame labels.
+    """The supervised warm-up target: a frame inventory, then the rationale with its moments
+    rewritten as frame labels, answered by option text.
 
     It cites exactly `frameset.key_frame_labels(sample.key_times)`; each note's moment is
-    replaced by the sampled frames inside its key interval, e.g. "In frame 3 the square
-    is red. So the answer is red, option B." followed by <frames>3</frames><answer>B</answer>.
+    replaced by the sampled frames inside its key interval, e.g. "Frames: 1 red square left;
+    ... In frame 3 the square is red. So the answer is red." followed by
+    <frames>3</frames><answer>red</answer>.
 
-    The closing "<option text>, option <letter>" is deliberate: a first rler-tiny, trained on
-    targets ending "So the answer is red.", named the right colour in its reasoning 74% of the
-    time yet gave the right letter far less often (letters were near chance): small models
-    struggle to look an option's letter up from the question when they must emit the letter
-    first. Writing the option text first turns the lookup into copying the token that precedes
-    that text in the option list, which a two-layer model can learn.
+    The answer is the option text, not its letter: earlier rler-tiny models named the right
+    colour in their reasoning 74% of the time yet gave the right letter near chance; looking
+    a letter up from the option list was what failed, not perception (DESIGN.md).
     """
     key_times = [tuple(k) for k in sample.key_times or []]
     cited = frameset.key_frame_labels(key_times)
@@ -381,8 +438,77 @@ def sft_target(sample: Sample, frameset) -> str:
     if not lines and cited:
         lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
-    think = " ".join(lines + [f"So the answer is {correct}, option {sample.answer}."])
-    return evidence.format_evidence(think, cited, sample.answer)
+    think = " ".join([inventory(sample, frameset)] + lines + [f"So the answer is {correct}."])
+    return evidence.format_evidence(think, cited, correct)
+
+
+def inventory(sample: Sample, frameset) -> str:
+    """'Frames: 1 red square left; 2 nothing; ...': what every sampled frame shows, in order.
+
+    Why: a reasoning trace that first reads every frame gives the model one perception
+    target per frame (eight per question instead of the one or two the key frames give),
+    and turns each family's answer into a step over its own words: count the frames that
+    show the object, compare frame 1 with frame 8, find the first non-empty frame. Frame
+    numbers interleave the descriptions, so the text has few repeated 4-grams.
+    """
+    scene = sample.doc.get("scene") or []
+    fps = float(sample.doc.get("fps") or FPS)
+    parts = []
+    for label, t in zip(frameset.labels, frameset.timestamps):
+        i = min(len(scene) - 1, max(0, int(round(t * fps)))) if scene else -1
+        parts.append(f"{label} {scene[i] if i >= 0 and scene[i] else 'nothing'}")
+    return "Frames: " + "; ".join(parts) + "." if parts else ""
+
+
+# ---------------------------------------------------------------- leak check: the text alone
+
+
+def text_rows(n: int, seed: int) -> list[dict]:
+    """Annotation rows as `generate` makes them (same random stream, same questions, options
+    and answers), without painting or encoding any clip: drawing consumes no randomness, so it
+    is swapped out for speed. Only `scene`, which is read from the pixels, comes out empty."""
+    import numpy as np
+
+    global draw, blank_clip
+    saved = draw, blank_clip
+    draw = lambda *a, **k: None  # noqa: E731
+    blank_clip = lambda: np.zeros((int(SECONDS * FPS), 1, 1, 3), np.uint8)  # noqa: E731
+    try:
+        rng = random.Random(f"synthvid-{seed}")
+        return [make_row(rng, FAMILIES[i % len(FAMILIES)], f"sv-s{seed}-{i:05d}", f"videos/sv-s{seed}-{i:05d}.mp4")[1]
+                for i in range(n)]
+    finally:
+        draw, blank_clip = saved
+
+
+def _words(text: str) -> list[str]:
+    return text.lower().replace("?", " ").split()
+
+
+def text_only_accuracy(train: list[dict], test: list[dict]) -> float:
+    """A text-only learner: naive Bayes over (question word, option text) and letter counts.
+
+    It sees the question, the options and their order, never a frame. If the generator
+    leaked the answer into the text (a telling word, a favourite position, a colour that
+    is always right), this learner would find it (tests plant such a leak to check).
+    """
+    import math
+    from collections import Counter
+
+    right, seen, letters = Counter(), Counter(), Counter(r["answer"] for r in train)
+    for r in train:
+        for i, opt in enumerate(r["options"]):
+            for w in _words(r["question"]) + [f"@{i}", f"#{r['family']}"]:
+                seen[w, opt] += 1
+                right[w, opt] += LETTERS[i] == r["answer"]
+
+    def score(r, i):
+        feats = _words(r["question"]) + [f"@{i}", f"#{r['family']}"]
+        return math.log(letters[LETTERS[i]] + 1) + sum(
+            math.log((right[w, r["options"][i]] + 1) / (seen[w, r["options"][i]] + 2)) for w in feats)
+
+    hits = sum(LETTERS[max(range(4), key=lambda i: score(r, i))] == r["answer"] for r in test)
+    return hits / len(test)
 
 
 # ---------------------------------------------------------------- the `synth` subcommand

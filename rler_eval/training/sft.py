@@ -1,26 +1,186 @@
-"""Supervised warm start with TRL's SFTTrainer on evidence-format targets.
+"""Supervised warm start on evidence-format targets: TRL's SFTTrainer, or a lean loop.
 
 Why: a small model sampled from scratch almost never emits a parsable
 <think>/<frames>/<answer> completion, so GRPO would see all-zero format rewards and
-learn nothing. A short SFT pass on synthvid's rationales (which cite the key frames)
-teaches the format first; GRPO then shapes *which* frames are cited and the answers.
+learn nothing. SFT on synthvid's rationales (which cite the key frames) teaches the
+format, and most of the perception, first; GRPO then shapes the answers and citations.
+
+Two engines, chosen by the recipe's `sft: {engine: ...}`:
+- "trl" (default): TRL's SFTTrainer, for real models on GPUs (accelerate, DeepSpeed).
+- "loop": the bundled rler-tiny's engine on 2 CPU cores. SFTTrainer re-templates and
+  re-tokenizes every row each step, and computes logits at all ~320 positions. This loop
+  tokenizes each row once, turns only the frames into pixels per batch, and computes the
+  vocabulary projection only where the loss is taken (the completion). It saves a
+  checkpoint every `save_steps`, so an interrupted stage resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import random
+import time
 from pathlib import Path
+
+LOOP_DEFAULTS = {"max_steps": 1000, "learning_rate": 2e-3, "per_device_train_batch_size": 16,
+                 "warmup_steps": 100, "weight_decay": 0.0, "logging_steps": 50, "save_steps": 250,
+                 "max_grad_norm": 1.0, "seed": 0, "threads": 0}
 
 
 def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path):
-    """Train on prompt/completion/images rows; returns the trainer (its model is trained in place)."""
+    """Train on prompt/completion/images rows; returns an object with `.model` and `.state.log_history`."""
+    cfg = dict(recipe.sft or {})
+    if cfg.pop("engine", "trl") == "loop":
+        return run_loop(cfg, model, processor, rows, Path(output_dir))
     from trl import SFTTrainer
 
     from rler_eval.training.data import to_dataset
     from rler_eval.training.recipe import sft_config
 
+    recipe.sft = cfg
     keep = ("prompt", "completion", "images")
     dataset = to_dataset([{k: r[k] for k in keep} for r in rows])
     args = sft_config(recipe, output_dir, remove_unused_columns=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=processor)
     trainer.train()
     return trainer
+
+
+# ---------------------------------------------------------------- the lean loop
+
+
+class LoopResult:
+    """What the stage runner reads from a trainer: the model and TRL-style log history."""
+
+    def __init__(self, model, log_history):
+        self.model = model
+        self.state = type("State", (), {"log_history": log_history})()
+
+
+def tokenize_rows(rows: list[dict], processor) -> list[dict]:
+    """Each row as prompt ids (image placeholders expanded), completion ids and its frames."""
+    from tqdm import tqdm
+
+    tok = processor.tokenizer
+    pad_img = tok.convert_tokens_to_ids(processor.image_token)
+    out = []
+    for row in tqdm(rows, desc="tokenize", unit="q", mininterval=10):
+        text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        completion = row["completion"][0]["content"][0]["text"] + tok.eos_token
+        grid = processor.image_processor(images=row["images"][:1], return_tensors="pt")["image_grid_thw"]
+        per_image = int(grid[0].prod()) // processor.image_processor.merge_size ** 2
+        ids = []
+        for t in tok(text, add_special_tokens=False)["input_ids"]:
+            ids.extend([t] * per_image if t == pad_img else [t])
+        out.append({"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
+                    "images": row["images"]})
+    return out
+
+
+def collate(batch: list[dict], processor):
+    """Right-padded ids, the completion mask, and the frames as pixel patches."""
+    import torch
+
+    seqs = [b["prompt"] + b["completion"] for b in batch]
+    length = max(map(len, seqs))
+    ids = torch.full((len(batch), length), processor.tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    target = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (b, seq) in enumerate(zip(batch, seqs)):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        mask[i, :len(seq)] = 1
+        target[i, len(b["prompt"]):len(seq)] = True
+    pixels = processor.image_processor(images=[im for b in batch for im in b["images"]], return_tensors="pt")
+    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels["pixel_values"],
+            "image_grid_thw": pixels["image_grid_thw"]}, target
+
+
+def completion_loss(model, inputs, target):
+    """Mean next-token cross-entropy over completion tokens, projecting only those positions."""
+    import torch.nn.functional as F
+
+    hidden = model.model(**inputs).last_hidden_state
+    pred = target[:, 1:]  # position t predicts token t+1
+    logits = model.lm_head(hidden[:, :-1][pred])
+    return F.cross_entropy(logits, inputs["input_ids"][:, 1:][pred])
+
+
+def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopResult:
+    import torch
+
+    unknown = set(cfg) - set(LOOP_DEFAULTS)
+    if unknown:
+        raise ValueError(f"sft (engine: loop): unknown setting(s) {sorted(unknown)}; known: {sorted(LOOP_DEFAULTS)}")
+    cfg = {**LOOP_DEFAULTS, **cfg}
+    if cfg["threads"]:
+        torch.set_num_threads(int(cfg["threads"]))
+    data = tokenize_rows(rows, processor)
+    steps, bs = int(cfg["max_steps"]), int(cfg["per_device_train_batch_size"])
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["learning_rate"]),
+                            weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98))
+    warm = max(1, int(cfg["warmup_steps"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    state = resume(out, model, opt, sched) or {"step": 0, "log": [], "rng": None}
+    rng = random.Random(int(cfg["seed"]))
+    if state["rng"] is not None:
+        rng.setstate(_as_rng_state(state["rng"]))
+    torch.manual_seed(int(cfg["seed"]) + state["step"])
+    model.train()
+    losses, t0 = [], time.time()
+    for step in range(state["step"] + 1, steps + 1):
+        batch, target = collate([data[rng.randrange(len(data))] for _ in range(bs)], processor)
+        loss = completion_loss(model, batch, target)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % int(cfg["logging_steps"]) == 0 or step == steps:
+            entry = {"step": step, "loss": round(sum(losses) / len(losses), 5),
+                     "learning_rate": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}
+            state["log"].append(entry)
+            print(f"sft {json.dumps(entry)}", flush=True)
+            losses = []
+        if step % int(cfg["save_steps"]) == 0 and step < steps:
+            checkpoint(out, model, opt, sched, {"step": step, "log": state["log"], "rng": rng.getstate()})
+    model.eval()
+    import shutil
+    shutil.rmtree(out / "resume", ignore_errors=True)  # finished: the stage's saved model is the result
+    return LoopResult(model, state["log"])
+
+
+def checkpoint(out: Path, model, opt, sched, state: dict) -> None:
+    """Model, optimiser and position, written to a temp folder and then renamed into place."""
+    import shutil
+
+    import torch
+
+    tmp, final = out / "resume.tmp", out / "resume"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, tmp / "state.pt")
+    (tmp / "position.json").write_text(json.dumps(state, default=list))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def resume(out: Path, model, opt, sched) -> dict | None:
+    import torch
+
+    path = out / "resume"
+    if not (path / "position.json").is_file():
+        return None
+    blob = torch.load(path / "state.pt", weights_only=True)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["opt"])
+    sched.load_state_dict(blob["sched"])
+    state = json.loads((path / "position.json").read_text())
+    print(f"sft: resuming from step {state['step']} ({path})", flush=True)
+    return state
+
+
+def _as_rng_state(raw):
+    """random.Random state from its JSON form (tuples became lists)."""
+    return (raw[0], tuple(raw[1]), raw[2])

@@ -1,0 +1,87 @@
+"""The lean SFT loop: it learns, it trains only on the completion, and a killed stage resumes exactly."""
+
+import pytest
+
+from rler_eval.benchmarks import synthvid as sv
+from rler_eval.tasks import card_from_dict
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    from rler_eval.training.data import build_rows
+
+    root = tmp_path_factory.mktemp("sv")
+    card = card_from_dict({"name": "st", "benchmark": "synthvid", "data_root": str(root),
+                           "frames": {"n": 4, "max_pixels": 56 * 56}, "args": {"generate": True, "n": 6, "seed": 4}})
+    samples = sv.load_samples(card)
+    return build_rows(samples, card, with_targets=True, cache_dir=str(root / "cache"))
+
+
+def fresh():
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from rler_eval.testing import tiny_model_dir
+
+    path = tiny_model_dir()
+    return AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+
+
+CFG = {"max_steps": 4, "learning_rate": 0.01, "per_device_train_batch_size": 2, "warmup_steps": 1,
+       "logging_steps": 1, "save_steps": 2}
+
+
+def test_loop_lowers_the_loss_and_changes_the_model(tmp_path, rows):
+    import torch
+
+    from rler_eval.training.sft import run_loop
+
+    model, processor = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_loop({**CFG, "max_steps": 6, "per_device_train_batch_size": 6}, model, processor, rows, tmp_path)
+    losses = [e["loss"] for e in result.state.log_history]
+    assert losses[-1] < losses[0], losses
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not (tmp_path / "resume").exists()  # a finished stage leaves no resume state
+
+
+def test_loss_covers_only_the_completion(rows):
+    from rler_eval.training.sft import collate, tokenize_rows
+
+    model, processor = fresh()
+    data = tokenize_rows(rows[:2], processor)
+    _, target = collate(data, processor)
+    tok = processor.tokenizer
+    for i, d in enumerate(data):
+        picked = [t for t, m in zip(d["prompt"] + d["completion"], target[i].tolist()) if m]
+        assert picked == d["completion"]
+        assert tok.decode(picked).startswith("<think>Frames: 1 ")
+
+
+def test_killed_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch):
+    import torch
+
+    from rler_eval.training import sft
+
+    model, processor = fresh()
+    straight = sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "a").model.state_dict()
+
+    calls = {"n": 0}
+    real = sft.completion_loss
+
+    def dies_at_step_3(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sft, "completion_loss", dies_at_step_3)
+    model, processor = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "b")
+    assert (tmp_path / "b" / "resume" / "position.json").is_file()
+    monkeypatch.setattr(sft, "completion_loss", real)
+    model, processor = fresh()  # a new process: weights come back from the resume state
+    resumed = sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "b")
+    assert [e["step"] for e in resumed.state.log_history] == [1, 2, 3, 4]
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, straight[k], atol=1e-6), k
