@@ -59,6 +59,7 @@ bench:
 	$(BIN)/python bench/bench_video.py
 	$(BIN)/python bench/bench_generate.py
 	$(BIN)/python bench/bench_election.py
+	$(BIN)/python bench/bench_prefetch.py
 
 synth:
 	$(BIN)/rler-eval synth --out data/synthvid-custom --n 100 --seed 0

@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from rler_eval.errors import InputError
-from rler_eval.runner import RESUME_KEYS, compute_metrics, load_records, rewrite_records, write_json_atomic
+from rler_eval.records import RunLock, compute_metrics, load_records, rewrite_records, write_json_atomic
+from rler_eval.runner import RESUME_KEYS
 
 
 def add_arguments(p) -> None:
@@ -38,10 +39,10 @@ def merge(shards: list[Path], out: Path) -> dict:
             raise InputError(f"{s}: settings differ from {shards[0]} in {', '.join(diff)}")
     records: dict[str, dict] = {}
     for s in shards:
-        for r in load_records(s):
+        for r in load_records(s):  # the shards are only read
             records[r["id"]] = r
-    out.mkdir(parents=True, exist_ok=True)
-    rewrite_records(out, list(records.values()))
+    with RunLock(out):
+        rewrite_records(out, list(records.values()))
     card = load_task(base["card"] or base["task"])
     bench = get_benchmark(card.benchmark)
     metrics = compute_metrics(list(records.values()), card, bench)

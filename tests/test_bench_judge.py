@@ -23,10 +23,10 @@ def test_correct_incorrect_follows_tempcompass_rule():
     assert judge.correct_incorrect("") is None and judge.correct_incorrect(None) is None
 
 
-def test_unit_score_is_a_clamped_bare_number():
+def test_unit_score_is_a_bare_number_within_range():
     assert judge.unit_score("0.8") == 0.8
     assert judge.unit_score(" 1 \n") == 1.0
-    assert judge.unit_score("1.7") == 1.0 and judge.unit_score("-3") == 0.0
+    assert judge.unit_score("1.7") is None and judge.unit_score("-3") is None  # off scale: a failure, no clamp
     assert judge.unit_score("Score: 0.8") is None  # official: non-numeric reply -> failed, 0
     assert judge.unit_score("nan") is None and judge.unit_score(None) is None
 

@@ -97,7 +97,7 @@ def test_bad_video_becomes_an_error_record_and_strict_fails_fast(card_path, tmp_
     from rler_eval.benchmarks import get_benchmark
 
     samples = get_benchmark("synthvid").load_samples(card)[:4]
-    broken = tmp_path / "broken.mp4"
+    broken = card.root / "broken.mp4"  # inside the data root: a path outside it is refused before decoding
     broken.write_bytes(b"not a video at all")
     bench = get_benchmark("synthvid")
     original = bench.load_samples
