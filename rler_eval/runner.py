@@ -220,12 +220,14 @@ def evaluate_one(sample, card, bench, backend, strategy, overrides, seed, strict
         t1 = time.time()
         prompt = bench.build_prompt(sample, frameset, card)
         source = LiveSource(backend, prompt, card.max_new_tokens, seed, sample.id)
-        pred = election.answer(strategy, sample, source, prompt.n_frames, overrides)
+        pred = election.answer(strategy, sample, source, prompt.n_frames, overrides,
+                               extract=official_extractor(bench, sample))
         t2 = time.time()
         key = frameset.key_frame_labels(sample.key_times) if frameset is not None else []
         record.update(prompt_hash=prompt.key, n_frames=prompt.n_frames, key_frames=key,
                       frame_times=list(frameset.timestamps) if frameset is not None else [],
-                      prediction=pred.to_dict(), answer=pred.answer, **score_prediction(bench, sample, pred),
+                      prediction=pred.to_dict(), answer=pred.answer,
+                      **score_prediction(bench, sample, pred, raw_reply=card.prompt == "plain"),
                       timings={"frames_s": round(t1 - t0, 4), "generate_s": round(t2 - t1, 4)})
     except Exception as e:  # noqa: BLE001 - a per-sample failure must not lose the run
         if strict:
@@ -244,12 +246,31 @@ def load_sample_frames(sample: Sample, card: TaskCard, cache_dir: str | None):
     return load_frames(sample.video, card.frames, clip=sample.clip, cache_dir=cache_dir)
 
 
-def score_prediction(bench, sample: Sample, prediction: Prediction) -> dict:
-    """Score the elected answer with the benchmark's own scorer; an abstention is wrong."""
+def score_prediction(bench, sample: Sample, prediction: Prediction, raw_reply: bool = False) -> dict:
+    """Score the elected answer with the benchmark's own scorer; an abstention is wrong.
+
+    `raw_reply` (the `plain` prompt): a greedy prediction's raw reply goes to the official
+    scorer as is, so such a run is exactly the benchmark's official protocol."""
+    if raw_reply and prediction.strategy == "greedy" and prediction.candidates:
+        result = bench.score(sample, prediction.candidates[0].text)
+        return {"score": float(result["score"]), "extracted": result.get("extracted")}
     if prediction.answer is None:
         return {"score": 0.0, "extracted": None}
     result = bench.score(sample, f"<answer>{prediction.answer}</answer>")
     return {"score": float(result["score"]), "extracted": result.get("extracted")}
+
+
+def official_extractor(bench, sample: Sample):
+    """The benchmark's own answer rule (what its `score` extracts), as a plain callable the
+    election uses for replies with no <answer> tag. None for free text, where the whole
+    reply already is the answer and scoring may call a judge."""
+    if sample.answer_type == "text":
+        return None
+
+    def extract(text: str):
+        got = bench.score(sample, text).get("extracted")
+        return got.get("answer") if isinstance(got, dict) else got
+    return extract
 
 
 # ---------------------------------------------------------------- records and metrics
