@@ -22,7 +22,7 @@ class ElectionConfig:
     w_E: float = 1.0  # weight of evidence consistency E in the weight's mix
     c_exponent: float = 1.0  # exponent a of confidence C in w = C^a * mix (0 removes C)
     w_T: float = 0.5  # weight of transparency T in the mix
-    w_R: float = 0.25  # weight of non-redundancy R in the mix
+    w_R: float = 0.0  # weight of non-redundancy R in the mix; 0: R was constant on the recorded runs (README)
     weight_cap: float = 3.0  # cap on a weight, as a multiple of the median of the *other* positive weights (0 = none)
     k0: int = 2  # adaptive: candidates in the first round (greedy + sampled)
     k_max: int = 8  # adaptive: most candidates drawn
