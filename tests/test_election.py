@@ -47,6 +47,8 @@ def test_specs_and_overrides():
         election.make_config({"wE": 1})
     with pytest.raises(TaskError, match="bad value"):
         election.make_config({"delta": "big"})
+    with pytest.raises(TaskError, match="renamed to 'c_exponent'"):
+        election.make_config({"w_C": 0})
     cfg = election.make_config({"delta": "0.4", "refute": "false", "temperatures": "0,0.5"})
     assert cfg.delta == 0.4 and cfg.refute is False and cfg.temperatures == (0.0, 0.5)
 
@@ -254,3 +256,16 @@ def test_reply_without_answer_tag_is_read_by_the_official_extractor():
             assert pred.answer == official["extracted"], text  # the same reading, before any vote
     # without the extractor "I think B is right" is an abstention: the bug this fixes
     assert election.answer("greedy", sample, ReplaySource([Candidate("I think B is right")]), 0).answer is None
+
+
+def test_election_package_imports_no_benchmark_runner_or_task_module():
+    import ast
+    from pathlib import Path
+
+    pkg = Path(election.__file__).parent
+    banned = ("rler_eval.benchmarks", "rler_eval.runner", "rler_eval.tasks")
+    for path in pkg.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(banned) for n in names), (path.name, names)
