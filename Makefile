@@ -92,7 +92,7 @@ results-election:
 	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --out $(ELECTION_RUNS)/rler8
 	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler --out $(ELECTION_RUNS)/rler
 	$(BIN)/python bench/election_results.py report $(ELECTION_RUNS) results/election_rler_tiny.md
-	$(BIN)/rler-eval sweep $(ELECTION_RUNS)/rler8 --out results/sweep_rler_tiny
+	$(BIN)/rler-eval sweep $(ELECTION_RUNS)/rler8 --out results/sweep_election_rler_tiny
 
 # The recorded candidate sets the election tests replay (re-record after a model change);
 # reuses the first 300 questions of results-election's rler@8 run when it exists.

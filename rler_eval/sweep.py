@@ -2,7 +2,7 @@
 
 Why: a run that recorded enough candidates per question (e.g. `rler@8`) can answer "what
 would strategy S with settings W have scored, and at how many candidates per question?"
-for every S and W at no model cost, by replaying the election (`election.replay`). This
+for every S and W at no model cost, by replaying the election (`rler_eval.replay`). This
 module runs a grid of settings over one or more runs and writes:
 
     sweep.csv / sweep.md      accuracy and mean candidates per question for each setting
