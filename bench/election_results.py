@@ -103,10 +103,8 @@ def report(runs: Path, out: Path) -> None:
 
 
 def trim_candidate(c: dict) -> dict:
-    c = dict(c)
-    if c.get("token_logprobs"):
-        c["token_logprobs"] = [round(x, 4) for x in c["token_logprobs"]]
-    return c
+    """Candidates are kept whole: rounding log-probs could flip a near-tie, and replay must be exact."""
+    return dict(c)
 
 
 def trim(r: dict) -> dict:
@@ -126,11 +124,15 @@ def fixture(run: Path, out: Path, n: int = 300) -> None:
     records = [trim(r) for r in records[:n]]
     out.mkdir(parents=True, exist_ok=True)
     keep = ("task", "benchmark", "model", "strategy", "election", "frames", "max_new_tokens", "seed", "prompt")
-    (out / "config.json").write_text(json.dumps({k: config.get(k) for k in keep}, indent=2) + "\n")
+    kept = {k: config.get(k) for k in keep}
+    repo = Path(__file__).resolve().parent.parent
+    if kept.get("model") and Path(kept["model"]).resolve().is_relative_to(repo):  # no machine paths
+        kept["model"] = str(Path(kept["model"]).resolve().relative_to(repo))
+    (out / "config.json").write_text(json.dumps(kept, indent=2) + "\n")
     with gzip.open(out / "samples.jsonl.gz", "wt", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    (out / "summary.json").write_text(json.dumps(summarise(config, records), indent=2) + "\n")
+    (out / "summary.json").write_text(json.dumps(summarise(kept, records), indent=2) + "\n")
     print((out / "summary.json").read_text())
 
 
