@@ -89,15 +89,15 @@ results-tiny:
 # The election figures of the README (issue 10): two live runs, the rest replayed from rler@8.
 ELECTION_RUNS = results/runs/election
 results-election:
-	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --out $(ELECTION_RUNS)/rler8
-	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler --out $(ELECTION_RUNS)/rler
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --set refute=true --out $(ELECTION_RUNS)/rler8
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler --set refute=true --out $(ELECTION_RUNS)/rler
 	$(BIN)/python bench/election_results.py report $(ELECTION_RUNS) results/election_rler_tiny.md
 	$(BIN)/rler-eval sweep $(ELECTION_RUNS)/rler8 --out results/sweep_election_rler_tiny
 
 # The recorded candidate sets the election tests replay (re-record after a model change);
 # reuses the first 300 questions of results-election's rler@8 run when it exists.
 election-fixture:
-	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --limit 300 --out $(ELECTION_RUNS)/rler8
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --set refute=true --limit 300 --out $(ELECTION_RUNS)/rler8
 	$(BIN)/python bench/election_results.py fixture $(ELECTION_RUNS)/rler8 tests/fixtures/election 300
 
 fixtures:

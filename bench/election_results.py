@@ -94,12 +94,20 @@ def report(runs: Path, out: Path) -> None:
         rows.append(row("rler (adaptive), refutation (live)", rec, bench, card))
         stats["rler"] = refutation_stats(rec, bench)
     table = pd.DataFrame(rows).to_markdown(index=False, floatfmt=".4f")
-    text = (f"# Election on {card.name} with {config.get('model_label', config.get('model'))}\n\n"
+    text = (f"# Election on {card.name} with {rel_model(config.get('model'))}\n\n"
             f"Live runs: rler@8 and adaptive rler with refutation; the other rows are replays of the "
             f"rler@8 run's recorded candidates (`rler-eval elect`).\n\n{table}\n\n"
             f"## Refutation checks\n\n```json\n{json.dumps(stats, indent=2)}\n```\n")
     out.write_text(text)
     print(text)
+
+
+def rel_model(model: str | None) -> str | None:
+    """A checkpoint path inside the repository, relative to it (no machine paths in results)."""
+    repo = Path(__file__).resolve().parent.parent
+    if model and Path(model).resolve().is_relative_to(repo):
+        return str(Path(model).resolve().relative_to(repo))
+    return model
 
 
 def trim_candidate(c: dict) -> dict:
@@ -125,9 +133,7 @@ def fixture(run: Path, out: Path, n: int = 300) -> None:
     out.mkdir(parents=True, exist_ok=True)
     keep = ("task", "benchmark", "model", "strategy", "election", "frames", "max_new_tokens", "seed", "prompt")
     kept = {k: config.get(k) for k in keep}
-    repo = Path(__file__).resolve().parent.parent
-    if kept.get("model") and Path(kept["model"]).resolve().is_relative_to(repo):  # no machine paths
-        kept["model"] = str(Path(kept["model"]).resolve().relative_to(repo))
+    kept["model"] = rel_model(kept.get("model"))
     (out / "config.json").write_text(json.dumps(kept, indent=2) + "\n")
     with gzip.open(out / "samples.jsonl.gz", "wt", encoding="utf-8") as fh:
         for r in records:

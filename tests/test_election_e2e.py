@@ -107,13 +107,13 @@ def test_run_with_valid_answers_and_refutation_replays_exactly(card_path, tmp_pa
     from rler_eval.tasks import load_task
 
     card = load_task(str(card_path))
-    _, live = run(card, "fake", "rler", {}, out=tmp_path / "live", backend=ProtocolBackend())
+    _, live = run(card, "fake", "rler", {"refute": True}, out=tmp_path / "live", backend=ProtocolBackend())
     recs = lines(live)
     assert all(r["status"] == "ok" for r in recs)
     checks = [c for r in recs for c in (r["prediction"]["refutation"] or {}).get("checks", [])]
     assert checks and all(c["verdict"] in ("yes", "no") for c in checks)
     assert all(r["answer"] is not None for r in recs)
-    _, out = replay_run(live, "rler", {}, tmp_path / "replay")
+    _, out = replay_run(live, "rler", {"refute": True}, tmp_path / "replay")
     for a, b in zip(recs, lines(out)):
         same_election(a, b)
     # replaying other strategies from the same records works without a model

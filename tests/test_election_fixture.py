@@ -56,7 +56,7 @@ def test_replaying_the_recorded_strategy_reproduces_every_answer(records):
     for r in records:
         source = ReplaySource.from_prediction(r["prediction"])
         sample = _sample(r)
-        pred = election.answer("rler@8", sample, source, r["n_frames"], {})
+        pred = election.answer("rler@8", sample, source, r["n_frames"], {"refute": True})  # as recorded
         assert pred.answer == r["prediction"]["answer"], r["id"]
         assert pred.to_dict()["refutation"] == r["prediction"]["refutation"], r["id"]
 

@@ -24,7 +24,7 @@ def runs(tmp_path_factory):
             "args": {"generate": True, "n": 6, "seed": 8}}
     (root / "c.yaml").write_text(yaml.safe_dump(card))
     card = load_task(str(root / "c.yaml"))
-    _, full = run(card, "fake", "rler@8", {}, out=root / "runs" / "full", backend=ProtocolBackend())
+    _, full = run(card, "fake", "rler@8", {"refute": True}, out=root / "runs" / "full", backend=ProtocolBackend())
     _, adaptive = run(card, "fake", "rler", {}, out=root / "runs" / "adaptive", backend=ProtocolBackend())
     return root / "runs", full, adaptive
 

@@ -29,7 +29,7 @@ class ElectionConfig:
     delta: float = 0.2  # adaptive: stop when (leader - runner-up) / total weight >= delta ...
     min_support: int = 2  # ... and the leader has at least this many supporters
     temperatures: tuple = DEFAULT_TEMPERATURES  # candidate i uses temperatures[min(i, len - 1)]
-    refute: bool | None = None  # refutation check; None = the default for `rler`/`rler@K` (refute.DEFAULT_ON)
+    refute: bool | None = None  # refutation check for `rler`/`rler@K`; None = refute.DEFAULT_ON (off, README)
     refute_tokens: int = 4  # max new tokens of the refutation reply (a yes/no after the "Answer:" prefix)
     number_tol: float = 0.05  # numbers agree when |a - b| <= number_tol * max(|a|, |b|)
     text_f1: float = 0.5  # free-text answers agree when their token F1 >= text_f1
