@@ -23,7 +23,7 @@ RUN_FLAGS = --task $(TASK) --model $(MODEL) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(FRAMES),--frames $(FRAMES)) \
 	$(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
 
-.PHONY: help setup test eval report bench synth sweep train tiny-model results-tiny fixtures clean
+.PHONY: help setup test eval report bench synth sweep train tiny-model results-tiny results-election election-fixture fixtures clean
 
 help:
 	@echo "make setup        create $(VENV): $(TORCH_SPEC), then pip install -e '.[$(EXTRAS)]'"
@@ -36,6 +36,8 @@ help:
 	@echo "make train        run a training recipe (RECIPE=$(RECIPE))"
 	@echo "make tiny-model   train the bundled rler-tiny model with train/tiny_cpu.yaml"
 	@echo "make results-tiny evaluate SFT-only vs SFT+GRPO and greedy/majority/rler on synthvid -> results/rler_tiny.md"
+	@echo "make results-election  live rler@8 and rler (refutation on) on synthvid + replays -> results/election_rler_tiny.md, sweep"
+	@echo "make election-fixture  record tests/fixtures/election/ (300 trimmed rler@8 candidate sets of MODEL)"
 	@echo "make fixtures     write official-schema fixture data for every benchmark to data/fixtures"
 
 $(BIN)/python:
@@ -91,6 +93,20 @@ results-tiny:
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy best_of@8 --out $(TINY_RUNS)/rler-tiny_best_of8
 	$(BIN)/python -m rler_eval.training.tiny_report $(TINY_RUNS) --out results/rler_tiny.md --append results/grpo_tuning.md
 	$(BIN)/rler-eval sweep $(TINY_RUNS)/rler-tiny_rler8 --out results/sweep_rler_tiny
+
+# The election figures of the README (issue 10): two live runs, the rest replayed from rler@8.
+ELECTION_RUNS = results/runs/election
+results-election:
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --set refute=true --out $(ELECTION_RUNS)/rler8
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler --set refute=true --out $(ELECTION_RUNS)/rler
+	$(BIN)/python bench/election_results.py report $(ELECTION_RUNS) results/election_rler_tiny.md
+	$(BIN)/rler-eval sweep $(ELECTION_RUNS)/rler8 --out results/sweep_election_rler_tiny
+
+# The recorded candidate sets the election tests replay (re-record after a model change);
+# reuses the first 300 questions of results-election's rler@8 run when it exists.
+election-fixture:
+	$(BIN)/rler-eval run --task synthvid --model $(MODEL) --strategy rler@8 --set refute=true --limit 300 --out $(ELECTION_RUNS)/rler8
+	$(BIN)/python bench/election_results.py fixture $(ELECTION_RUNS)/rler8 tests/fixtures/election 300
 
 fixtures:
 	$(BIN)/python -m tests.fixtures --out data/fixtures

@@ -19,8 +19,8 @@ SUBCOMMANDS = {
     "report": ("rler_eval.report", "write a markdown + CSV leaderboard from run folders"),
     "synth": ("rler_eval.benchmarks.synthvid", "generate synthvid clips and annotations"),
     "score": ("rler_eval.scoring", "score model responses for a task without a model"),
-    "elect": ("rler_eval.election.replay", "re-run a strategy offline on a run's recorded candidates"),
-    "sweep": ("rler_eval.election.sweep", "sweep strategies and weights over recorded runs"),
+    "elect": ("rler_eval.replay", "re-run a strategy offline on a run's recorded candidates"),
+    "sweep": ("rler_eval.sweep", "sweep strategies and weights over recorded runs"),
     "train": ("rler_eval.training.cli", "run a training recipe (SFT and/or GRPO)"),
     "tasks": ("rler_eval.tasks_cli", "list the task cards"),
 }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -36,6 +37,7 @@ INSTRUCTIONS = (
 
 NEUTRAL_CONFIDENCE = 0.5  # C when the backend returns no log-probs: neither trusted nor distrusted
 THINK_WORDS = (3, 400)  # think text must have this many words (inclusive bounds) to count as well formed
+REASONED_WORDS = 8  # a think text this long counts as fully reasoned in T and R; shorter ones score less
 MAX_CITED = 512  # citations beyond this are ignored, keeping pathological inputs cheap
 
 
@@ -84,7 +86,7 @@ _TAG = {name: (re.compile(rf"<\s*{name}\s*>", re.I), re.compile(rf"<\s*/\s*{name
         for name in ("think", "frames", "answer")}
 _NUMBER_LIST = re.compile(r"\d{1,6}(?:\s*(?:-|–|to)\s*\d{1,6})?", re.I)
 _MENTION = re.compile(
-    r"\b(?:frames?|f)\s*#?\s*(\d{1,6}(?:\s*(?:,|and|&|or|-|–|to)\s*#?\s*\d{1,6})*)", re.I
+    r"\bframes?\s*#?\s*(\d{1,6}(?:\s*(?:,|and|&|or|-|–|to)\s*#?\s*\d{1,6})*)", re.I
 )
 _BRACKETED = re.compile(r"^\s*[\(\[]\s*([A-Za-z])\s*[\)\]]")  # "(c) ..." in any case
 _LETTER = re.compile(r"^\s*([A-Z])(?:[\s\.:,)]|$)")  # "B", "B. cat", "B) cat"; capitals only
@@ -248,32 +250,85 @@ def answer_is_valid(ev: Evidence) -> bool:
     return ev.answer is not None
 
 
+def normalize_text(text: str | None) -> str:
+    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
+    s = (text or "").lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+_PUNCT = set(string.punctuation)
+
+
+def token_f1(pred: str | None, gold: str | None) -> float:
+    """Token-level F1 of normalised texts (SQuAD definition); 1.0 when both are empty.
+
+    The one token F1 of the project: benchmark scorers, rewards and the election's free-text
+    answer clusters all use it."""
+    p, g = normalize_text(pred).split(), normalize_text(gold).split()
+    if not p and not g:
+        return 1.0
+    if not p or not g:
+        return 0.0
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
 # ---------------------------------------------------------------- scores, each in [0, 1]
 
 
-def transparency(ev: Evidence) -> float:
-    """T: the mean of four checks (DESIGN.md): tags, think text, valid answer, frame mention.
+def transparency(ev: Evidence, options: list[str] | None = None) -> float:
+    """T: the mean of five checks, each in [0, 1] (DESIGN.md, tightened so real outputs differ).
 
     tags: the share of the three tags present, halved when they are out of order;
-    think: non-empty and within THINK_WORDS; answer: valid for the question type;
-    mention: the think text names at least one cited frame.
+    think: 0 outside THINK_WORDS, else rising with length up to REASONED_WORDS (a one-word
+    or format-only think scores low); answer: valid for the question type;
+    mention: the share of cited frames that the think text names (0 with no citation);
+    agreement: 0 when the think text states an answer that contradicts the <answer> tag.
     """
     tags = (ev.has_think + ev.has_frames + ev.has_answer) / 3 * (1.0 if ev.tags_in_order else 0.5)
-    words = len((ev.think or "").split())
-    think = 1.0 if THINK_WORDS[0] <= words <= THINK_WORDS[1] else 0.0
+    think = _think_score(ev.think)
     answer = 1.0 if ev.answer is not None and ev.has_answer else 0.0
-    mention = 1.0 if set(ev.mentioned) & set(ev.frames) else 0.0
-    return (tags + think + answer + mention) / 4
+    mention = len(set(ev.mentioned) & set(ev.frames)) / len(set(ev.frames)) if ev.frames else 0.0
+    stated = stated_answer(ev.think, options)
+    agreement = 0.0 if stated is not None and ev.answer is not None and stated != ev.answer else 1.0
+    return (tags + think + answer + mention + agreement) / 5
+
+
+def _think_score(think: str | None) -> float:
+    words = len((think or "").split())
+    if not THINK_WORDS[0] <= words <= THINK_WORDS[1]:
+        return 0.0
+    return min(1.0, words / REASONED_WORDS)
+
+
+_STATED = re.compile(r"\b(?:answer\s+is|option)\s*:?\s*\(?([A-Z])\b(?![\w'])")
+
+
+def stated_answer(think: str | None, options: list[str] | None = None) -> str | None:
+    """The option letter the reasoning itself concludes with ('... option B', 'answer is C'), if any."""
+    found = _STATED.findall(think or "")
+    if not found:
+        return None
+    n = len(options) if options else 26
+    return found[-1] if ord(found[-1]) - ord("A") < n else None
 
 
 def is_well_formed(ev: Evidence) -> bool:
-    """Strict format gate: all three tags, in order, a bounded think text and a valid answer."""
-    return transparency(ev) >= 0.75 and ev.has_think and ev.has_frames and ev.has_answer \
-        and ev.tags_in_order and ev.answer is not None
+    """Strict format gate: all three tags, in order, a think text within THINK_WORDS words,
+    and a valid answer."""
+    words = len((ev.think or "").split())
+    return ev.has_think and ev.has_frames and ev.has_answer and ev.tags_in_order \
+        and THINK_WORDS[0] <= words <= THINK_WORDS[1] and ev.answer is not None
 
 
 def non_redundancy(text: str | None) -> float:
-    """R: 1 - share of repeated word 4-grams, minus half the share of repeated sentences."""
+    """R: 1 - share of repeated word 4-grams, minus half the share of repeated sentences,
+    scaled down for texts under REASONED_WORDS words (too short to show reasoning at all)."""
     words = re.findall(r"\w+", (text or "").lower())[:20000]
     grams = [tuple(words[i:i + 4]) for i in range(len(words) - 3)]
     repeated = 0.0
@@ -284,7 +339,8 @@ def non_redundancy(text: str | None) -> float:
     dup_sent = 0.0
     if sentences:
         dup_sent = (len(sentences) - len(set(sentences))) / len(sentences)
-    return max(0.0, min(1.0, 1.0 - repeated - 0.5 * dup_sent))
+    length = min(1.0, len(words) / REASONED_WORDS)
+    return max(0.0, min(1.0, (1.0 - repeated - 0.5 * dup_sent) * length))
 
 
 def redundancy_text(ev: Evidence, completion: str) -> str:
@@ -357,27 +413,47 @@ def grounding_f1(cited: list[int], key: list[int], tol: int = 1) -> float | None
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
-def cross_support(index: int, frames: list[list[int]], answers: list[str | None], tol: int = 1) -> float:
-    """Agreement of candidate `index`'s citations with same-answer peers, against others.
+def cross_support(index: int, frames: list[list[int]], answers: list[str | None], tol: int = 1,
+                  jaccard: list[list[float]] | None = None) -> float:
+    """How well candidate `index`'s citations are corroborated by candidates with its answer.
 
-    support = 0.5 + 0.5 * (mean Jaccard with same-answer peers - mean Jaccard with the rest),
-    clipped to [0, 1]. With no same-answer peer the first mean is a neutral 0.5; with no
-    different-answer candidate the second is 0 (nothing contradicts it).
+    support = mean Jaccard with same-answer peers - 0.5 * mean Jaccard with different-answer
+    peers, clipped to [0, 1]. Only valid candidates count (an answer of None is neither a peer
+    nor a dissenter). With no same-answer peer the first mean is 0, so a lone dissenter never
+    outranks a corroborated answer on E; with no different answer the second is 0. Frames also
+    cited for other answers discriminate less, hence the penalty. `jaccard` (a precomputed
+    pairwise frame_jaccard matrix) saves the K^2 recomputation inside an election.
     """
+    if answers[index] is None:
+        return 0.0
     same, diff = [], []
-    for j, (fr, ans) in enumerate(zip(frames, answers)):
-        if j == index:
+    for j, ans in enumerate(answers):
+        if j == index or ans is None:
             continue
-        (same if ans is not None and ans == answers[index] else diff).append(
-            frame_jaccard(frames[index], fr, tol))
-    s = sum(same) / len(same) if same else 0.5
+        jac = jaccard[index][j] if jaccard is not None else frame_jaccard(frames[index], frames[j], tol)
+        (same if ans == answers[index] else diff).append(jac)
+    s = sum(same) / len(same) if same else 0.0
     d = sum(diff) / len(diff) if diff else 0.0
-    return max(0.0, min(1.0, 0.5 + 0.5 * (s - d)))
+    return max(0.0, min(1.0, s - 0.5 * d))
 
 
-def consistency(evidences: list[Evidence], n_frames: int | None, tol: int = 1) -> list[float]:
-    """E for each candidate of one question: validity × cross-candidate support."""
+def jaccard_matrix(frames: list[list[int]], tol: int = 1) -> list[list[float]]:
+    """Pairwise frame_jaccard, each symmetric pair computed once (K=8: 28 pairs, not 56)."""
+    n = len(frames)
+    m = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            m[i][j] = m[j][i] = frame_jaccard(frames[i], frames[j], tol)
+    return m
+
+
+def consistency(evidences: list[Evidence], n_frames: int | None, tol: int = 1,
+                answers: list[str | None] | None = None) -> list[float]:
+    """E for each candidate of one question: validity × cross-candidate support.
+
+    `answers` overrides the parsed answers (the election passes its answer clusters)."""
     frames = [ev.frames for ev in evidences]
-    answers = [ev.answer for ev in evidences]
-    return [frame_validity(ev, n_frames) * cross_support(i, frames, answers, tol)
+    answers = [ev.answer for ev in evidences] if answers is None else answers
+    jac = jaccard_matrix(frames, tol)
+    return [frame_validity(ev, n_frames) * cross_support(i, frames, answers, tol, jac)
             for i, ev in enumerate(evidences)]

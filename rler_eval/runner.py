@@ -430,9 +430,10 @@ def evaluate_one(sample, card, bench, backend, strategy, overrides, seed, strict
             prompt = bench.build_prompt(sample, frameset, card)
             check_prompt_size(prompt, backend, card.max_new_tokens, card.frames.max_pixels, limits.max_prompt_tokens)
             source = LiveSource(backend, prompt, card.max_new_tokens, seed, sample.id)
-            pred = election.answer(strategy, sample, source, prompt.n_frames, overrides)
+            pred = election.answer(strategy, sample, source, prompt.n_frames, overrides,
+                                   extract=official_extractor(bench, sample))
             t2 = time.time()
-            scored = score_prediction(bench, sample, pred)
+            scored = score_prediction(bench, sample, pred, raw_reply=card.prompt == "plain")
         key = frameset.key_frame_labels(sample.key_times) if frameset is not None else []
         record.update(prompt_hash=prompt.key, n_frames=prompt.n_frames, key_frames=key,
                       frame_times=list(frameset.timestamps) if frameset is not None else [],
@@ -459,16 +460,35 @@ def load_sample_frames(sample: Sample, card: TaskCard, cache_dir: str | None):
     return ablate(frameset, card.frames.ablate, sample.id)
 
 
-def score_prediction(bench, sample: Sample, prediction: Prediction) -> dict:
-    """Score the elected answer with the benchmark's own scorer; an abstention is wrong."""
+def score_prediction(bench, sample: Sample, prediction: Prediction, raw_reply: bool = False) -> dict:
+    """Score the elected answer with the benchmark's own scorer; an abstention is wrong.
+
+    `raw_reply` (the `plain` prompt): a greedy prediction's raw reply goes to the official
+    scorer as is, so such a run is exactly the benchmark's official protocol."""
+    if raw_reply and prediction.strategy == "greedy" and prediction.candidates:
+        return score_answer(bench, sample, None, raw=prediction.candidates[0].text)
     return score_answer(bench, sample, prediction.answer)
 
 
-def score_answer(bench, sample: Sample, answer: str | None) -> dict:
-    """{"score", "extracted", "status"[, "error"]}: a judge that failed gives status judge_error."""
-    if answer is None:
+def official_extractor(bench, sample: Sample):
+    """The benchmark's own answer rule (what its `score` extracts), as a plain callable the
+    election uses for replies with no <answer> tag. None for free text, where the whole
+    reply already is the answer and scoring may call a judge."""
+    if sample.answer_type == "text":
+        return None
+
+    def extract(text: str):
+        got = bench.score(sample, text).get("extracted")
+        return got.get("answer") if isinstance(got, dict) else got
+    return extract
+
+
+def score_answer(bench, sample: Sample, answer: str | None, raw: str | None = None) -> dict:
+    """{"score", "extracted", "status"[, "error"]}: a judge that failed gives status judge_error.
+    `raw` scores a whole reply as it is (the official protocol) instead of an elected answer."""
+    if answer is None and raw is None:
         return {"score": 0.0, "extracted": None, "status": "ok"}
-    result = bench.score(sample, f"<answer>{answer}</answer>")
+    result = bench.score(sample, raw if raw is not None else f"<answer>{answer}</answer>")
     out = {"score": float(result["score"]), "extracted": result.get("extracted"), "status": "ok"}
     ex = out["extracted"]
     if isinstance(ex, dict) and ex.get("failed"):

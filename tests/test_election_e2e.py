@@ -84,9 +84,11 @@ class ProtocolBackend:
         out = []
         for req in requests:
             text = req.prompt.content[-1].get("text", "")
-            if "Reply with yes or no" in text:
-                reply = random.Random(text).choice(["yes", "no"])
-                out.append([Candidate(reply, [-0.1], [reply], 0.0, req.seeds[0], 1)])
+            if "Answer with yes or no" in text:  # the refutation turn: a sentence, as models reply
+                reply = random.Random(text).choice(["Yes, frame 2 shows the shape there.",
+                                                    "No. In frame 3 the shape is somewhere else.",
+                                                    "<think>Frame 1 shows it moving</think> yes"])
+                out.append([Candidate(reply, None, None, 0.0, req.seeds[0], len(reply.split()))])
                 continue
             cands = []
             for t, s in zip(req.temperatures, req.seeds):
@@ -100,17 +102,18 @@ class ProtocolBackend:
 
 
 def test_run_with_valid_answers_and_refutation_replays_exactly(card_path, tmp_path):
-    from rler_eval.election.replay import replay_run
+    from rler_eval.replay import replay_run
     from rler_eval.runner import run
     from rler_eval.tasks import load_task
 
     card = load_task(str(card_path))
-    _, live = run(card, "fake", "rler", {}, out=tmp_path / "live", backend=ProtocolBackend())
+    _, live = run(card, "fake", "rler", {"refute": True}, out=tmp_path / "live", backend=ProtocolBackend())
     recs = lines(live)
     assert all(r["status"] == "ok" for r in recs)
-    assert any(r["prediction"]["refutation"] for r in recs)
+    checks = [c for r in recs for c in (r["prediction"]["refutation"] or {}).get("checks", [])]
+    assert checks and all(c["verdict"] in ("yes", "no") for c in checks)
     assert all(r["answer"] is not None for r in recs)
-    _, out = replay_run(live, "rler", {}, tmp_path / "replay")
+    _, out = replay_run(live, "rler", {"refute": True}, tmp_path / "replay")
     for a, b in zip(recs, lines(out)):
         same_election(a, b)
     # replaying other strategies from the same records works without a model

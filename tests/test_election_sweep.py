@@ -24,7 +24,7 @@ def runs(tmp_path_factory):
             "args": {"generate": True, "n": 6, "seed": 8}}
     (root / "c.yaml").write_text(yaml.safe_dump(card))
     card = load_task(str(root / "c.yaml"))
-    _, full = run(card, "fake", "rler@8", {}, out=root / "runs" / "full", backend=ProtocolBackend())
+    _, full = run(card, "fake", "rler@8", {"refute": True}, out=root / "runs" / "full", backend=ProtocolBackend())
     _, adaptive = run(card, "fake", "rler", {}, out=root / "runs" / "adaptive", backend=ProtocolBackend())
     return root / "runs", full, adaptive
 
@@ -34,7 +34,7 @@ def test_sweep_writes_tables_plot_and_marks_short_runs(runs, tmp_path):
 
     parent, full, adaptive = runs
     assert main(["sweep", str(parent), "--out", str(tmp_path)]) == 0
-    for name in ("sweep.csv", "sweep.md", "ablation.csv", "ablation.md", "sweep.png"):
+    for name in ("sweep.csv", "sweep.md", "ablation.csv", "ablation.md", "scores.csv", "sweep.png"):
         assert (tmp_path / name).stat().st_size > 0
     df = pd.read_csv(tmp_path / "sweep.csv")
     f = df[df["run"] == "full"].set_index("setting")
@@ -47,10 +47,15 @@ def test_sweep_writes_tables_plot_and_marks_short_runs(runs, tmp_path):
     assert math.isnan(a.loc["majority@8", "accuracy"])
     abl = pd.read_csv(tmp_path / "ablation.csv")
     assert {"rler -E", "rler -C", "rler -T", "rler -R", "rler@8 -E"} <= set(abl["setting"])
+    full_abl = abl[abl["run"] == "full"].set_index("setting")
+    assert full_abl.loc["rler@8 +refute", "status"] == "ok"  # the run recorded its own checks
+    assert full_abl.loc["rler@8 +refute", "model_calls_per_question"] > full_abl.loc["rler@8 none", "model_calls_per_question"]
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert set(scores["score"]) == {"E", "C", "T", "R"} and scores["constant_share"].between(0, 1).all()
 
 
 def test_sweep_rejects_missing_folder(tmp_path):
-    from rler_eval.election.sweep import find_runs
+    from rler_eval.sweep import find_runs
     from rler_eval.errors import InputError
 
     with pytest.raises(InputError):

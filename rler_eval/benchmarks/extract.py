@@ -21,7 +21,6 @@ import math
 import random
 import re
 import string
-from collections import Counter
 
 from rler_eval import evidence
 
@@ -297,27 +296,9 @@ def mra(pred: float | None, target: float | None, start: float = 0.5, end: float
 # ---------------------------------------------------------------- free text
 
 
-def normalize_text(text: str | None) -> str:
-    """SQuAD-style normalisation: lower case, no punctuation, no articles, single spaces."""
-    s = (text or "").lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def token_f1(pred: str | None, gold: str | None) -> float:
-    """Token-level F1 of normalised texts (SQuAD definition); 1.0 when both are empty."""
-    p, g = normalize_text(pred).split(), normalize_text(gold).split()
-    if not p and not g:
-        return 1.0
-    if not p or not g:
-        return 0.0
-    common = Counter(p) & Counter(g)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(g)
-    return 2 * precision * recall / (precision + recall)
+# One implementation, in evidence.py (the election clusters free text with it too).
+normalize_text = evidence.normalize_text
+token_f1 = evidence.token_f1
 
 
 # ---------------------------------------------------------------- reading official files

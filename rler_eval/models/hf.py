@@ -275,6 +275,84 @@ class HFBackend:
         positions, delta = self._rope_index(inputs["input_ids"], **kwargs)
         return positions, int(delta.reshape(-1)[0])
 
+    # ------------------------------------------------------------------ follow-up turn (refutation)
+
+    def check(self, prompt: Prompt, assistant_text: str, question: str, prefix: str = "Answer:",
+              max_new_tokens: int = 4) -> dict:
+        """A greedy reply to a follow-up turn, on top of `prompt`'s cached prefill.
+
+        The conversation continues as: assistant `assistant_text`, user `question`, then the
+        assistant turn forced to start with `prefix`. Only those appended tokens run through
+        the model; the prompt's prefill (frames included) comes from the LRU. Returns the reply
+        Candidate and the log-probs of "yes" and "no" as the next token after the prefix (each
+        the log-sum-exp over its spellings' first tokens).
+        """
+        torch = self._torch
+        from transformers import DynamicCache
+
+        pre = self.prefill(prompt)
+        suffix = self.followup_text(prompt, assistant_text, question) + prefix
+        ids = self.tokenizer(suffix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(self.device)
+        n = int(ids.shape[1])
+        with torch.inference_mode():
+            cache = DynamicCache([(k, v) for k, v in pre.kv], config=self.model.config)
+            pos = torch.arange(pre.prompt_len, pre.prompt_len + n, device=self.device)
+            out = self.model(input_ids=ids, position_ids=self._positions(pos, pre), use_cache=True,
+                             logits_to_keep=1, **{self._cache_arg: cache})
+            logits = out.logits[0, -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            yes, no = (float(torch.logsumexp(logprobs[self._word_ids(w)], 0)) for w in ("yes", "no"))
+            gen, lps = [], []
+            for step in range(max_new_tokens):
+                tok = int(torch.argmax(logits))
+                if tok in self.stop_ids:
+                    break
+                gen.append(tok)
+                lps.append(float(torch.log_softmax(logits, dim=-1)[tok]))
+                if step == max_new_tokens - 1:
+                    break
+                p = torch.tensor([pre.prompt_len + n + step], device=self.device)
+                out = self.model(input_ids=torch.tensor([[tok]], device=self.device),
+                                 position_ids=self._positions(p, pre), use_cache=True, logits_to_keep=1,
+                                 **{self._cache_arg: cache})
+                logits = out.logits[0, -1].float()
+        text = self.tokenizer.decode(gen, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        self.stats["checks"] = self.stats.get("checks", 0) + 1
+        self.stats["check_tokens_fed"] = self.stats.get("check_tokens_fed", 0) + n
+        reply = Candidate(text=text, token_logprobs=lps, tokens=token_pieces(self.tokenizer, gen),
+                          temperature=0.0, seed=None, n_tokens=len(gen))
+        return {"reply": reply, "yes_logprob": round(yes, 6), "no_logprob": round(no, 6), "prefill_reused": True}
+
+    def followup_text(self, prompt: Prompt, assistant_text: str, question: str) -> str:
+        """The chat-template text that an assistant turn and a user turn add after `prompt`'s
+        generation prompt (ending with the next generation prompt)."""
+        from rler_eval.prompt import chat_messages
+
+        messages, _, _ = chat_messages(prompt)
+        base = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        more = messages + [{"role": "assistant", "content": [{"type": "text", "text": assistant_text}]},
+                           {"role": "user", "content": [{"type": "text", "text": question}]}]
+        full = self.processor.apply_chat_template(more, tokenize=False, add_generation_prompt=True)
+        if not full.startswith(base):
+            raise ValueError("the chat template does not extend the prompt when a turn is appended; "
+                             "the refutation check cannot reuse the prefill")
+        return full[len(base):]
+
+    def _word_ids(self, word: str) -> list[int]:
+        """First-token ids of the spellings of `word` ('yes', ' yes', 'Yes', ' Yes')."""
+        ids = set()
+        for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            toks = self.tokenizer(form, add_special_tokens=False)["input_ids"]
+            if toks:
+                ids.add(int(toks[0]))
+        return sorted(ids)
+
+    def _positions(self, pos, pre: Prefill):
+        """Text positions `pos` (1D tensor) for batch 1, on three mrope axes when the model uses them."""
+        if pre.rope_delta is not None:
+            return (pos + pre.rope_delta).view(1, 1, -1).expand(3, 1, -1)
+        return pos.view(1, -1)
+
     # ------------------------------------------------------------------ decode
 
     def _generate_one(self, req: GenerationRequest) -> list[Candidate]:

@@ -5,6 +5,7 @@ fixed K (e.g. `rler@8`) records every candidate, so any strategy and weight sett
 re-elected from it with no model. Candidates are consumed in their recorded order, so an
 adaptive strategy's candidate count is simulated faithfully; refutation replies recorded
 in the run are served back, so replaying a run's own strategy reproduces its answers.
+(A check the run did not make has no reply in replay; it gives no verdict and keeps the vote.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from rler_eval import election
+from rler_eval.benchmarks import get_benchmark
+from rler_eval.election.sources import ReplaySource
 from rler_eval.errors import InputError
+from rler_eval.runner import (compute_metrics, load_records, official_extractor, parse_sets, print_summary,
+                              score_prediction, write_json_atomic)
+from rler_eval.tasks import load_task
+from rler_eval.types import Sample
 
 
 def add_arguments(p) -> None:
@@ -26,16 +34,12 @@ def add_arguments(p) -> None:
 
 
 def cli(args) -> int:
-    from rler_eval.runner import parse_sets, print_summary
-
     metrics, out = replay_run(args.run, args.strategy, parse_sets(args.sets), args.out)
     print_summary(metrics, out)
     return 0
 
 
 def sample_from_dict(d: dict):
-    from rler_eval.types import Sample
-
     keys = {f.name for f in fields(Sample)}
     kw = {k: v for k, v in d.items() if k in keys}
     if kw.get("clip") is not None:
@@ -47,8 +51,6 @@ def sample_from_dict(d: dict):
 
 def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
     """(config, records) of a run folder; a clear error when it is not one."""
-    from rler_eval.runner import load_records
-
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.is_file() or not (run_dir / "samples.jsonl").is_file():
@@ -61,20 +63,14 @@ def load_run(run_dir: str | Path) -> tuple[dict, list[dict]]:
 
 
 def load_card(config: dict, run_dir: Path):
-    from rler_eval.tasks import load_task
-
     card = config.get("card")
     if card and Path(card).is_file():
         return load_task(card)
     return load_task(config["task"])
 
 
-def elect_record(record: dict, strategy: str, overrides: dict, bench) -> dict:
+def elect_record(record: dict, strategy: str, overrides: dict, bench, card=None) -> dict:
     """A new record: `strategy` re-run on `record`'s candidates; errors carry over as errors."""
-    from rler_eval import election
-    from rler_eval.election.sources import ReplaySource
-    from rler_eval.runner import score_prediction
-
     new = {k: v for k, v in record.items() if k not in ("prediction", "answer", "score", "extracted")}
     if record.get("status") != "ok":
         new.update(score=0.0, extracted=None, answer=None)
@@ -82,24 +78,21 @@ def elect_record(record: dict, strategy: str, overrides: dict, bench) -> dict:
     t0 = time.time()
     sample = sample_from_dict(record["sample"])
     source = ReplaySource.from_prediction(record["prediction"])
-    pred = election.answer(strategy, sample, source, record.get("n_frames") or 0, overrides)
+    pred = election.answer(strategy, sample, source, record.get("n_frames") or 0, overrides,
+                           extract=official_extractor(bench, sample))
     pred.election["recorded_candidates"] = len(source.recorded)
-    new.update(prediction=pred.to_dict(), answer=pred.answer, **score_prediction(bench, sample, pred),
+    new.update(prediction=pred.to_dict(), answer=pred.answer, **score_prediction(bench, sample, pred, raw_reply=getattr(card, "prompt", None) == "plain"),
                timings={"elect_s": round(time.time() - t0, 6), "total_s": round(time.time() - t0, 6)})
     return new
 
 
-def elect_records(records: list[dict], strategy: str, overrides: dict, bench) -> list[dict]:
-    return [elect_record(r, strategy, overrides, bench) for r in records]
+def elect_records(records: list[dict], strategy: str, overrides: dict, bench, card=None) -> list[dict]:
+    return [elect_record(r, strategy, overrides, bench, card) for r in records]
 
 
 def replay_run(run: str | Path, strategy: str, overrides: dict | None = None,
                out: str | Path | None = None) -> tuple[dict, Path]:
     """Re-elect every record of `run` with `strategy`; writes and returns a new run folder."""
-    from rler_eval import election
-    from rler_eval.benchmarks import get_benchmark
-    from rler_eval.runner import compute_metrics, write_json_atomic
-
     election.parse_spec(strategy)
     election.make_config(overrides)  # fail early on unknown settings
     run = Path(run)
@@ -110,7 +103,7 @@ def replay_run(run: str | Path, strategy: str, overrides: dict | None = None,
     if out.resolve() == run.resolve():
         raise InputError("--out must differ from the source run folder")
     out.mkdir(parents=True, exist_ok=True)
-    new_records = elect_records(records, strategy, overrides or {}, bench)
+    new_records = elect_records(records, strategy, overrides or {}, bench, card)
     new_config = {**config, "strategy": strategy, "election": overrides or {}, "replayed_from": str(run),
                   "replayed_strategy": config.get("strategy")}
     write_json_atomic(out / "config.json", new_config)

@@ -2,27 +2,45 @@
 
 Why: a run that recorded enough candidates per question (e.g. `rler@8`) can answer "what
 would strategy S with settings W have scored, and at how many candidates per question?"
-for every S and W at no model cost, by replaying the election (`election.replay`). This
+for every S and W at no model cost, by replaying the election (`rler_eval.replay`). This
 module runs a grid of settings over one or more runs and writes:
 
     sweep.csv / sweep.md      accuracy and mean candidates per question for each setting
     ablation.csv / .md        adaptive RLER with each score (E, C, T, R) removed in turn
     sweep.png                 accuracy against mean candidates per question (matplotlib, Agg)
 
+    scores.csv / .md          per score (E, C, T, R): how often it is constant across a
+                              question's valid candidates, so an inert score shows
+
 Refutation replies are only recorded for the checks the original run made, so the grid's
-RLER settings run without refutation (`refute=false`); the run's own setting is replayed as
-recorded. A setting that needs more candidates than a run recorded for some question is
-marked "needs more candidates than recorded" and gets no accuracy, never a silent number.
+RLER settings run without refutation (`refute=false`); the ablation adds refutation on/off,
+and a refutation setting whose checks the run did not record is marked "refutation replies
+not recorded" rather than scored. A setting that needs more candidates than a run recorded
+for some question is marked "needs more candidates than recorded" and gets no accuracy,
+never a silent number.
 """
 
 from __future__ import annotations
 
+import json
+import statistics
 from pathlib import Path
 
+import matplotlib
+import pandas as pd
+from tqdm import tqdm
+
+from rler_eval import election
+from rler_eval.benchmarks import get_benchmark
 from rler_eval.errors import InputError
+from rler_eval.replay import elect_records, load_card, load_run
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 NO_REFUTE = {"refute": False}
-ABLATIONS = {"none": {}, "-E": {"w_E": 0.0}, "-C": {"w_C": 0.0}, "-T": {"w_T": 0.0}, "-R": {"w_R": 0.0}}
+ABLATIONS = {"none": {}, "-E": {"w_E": 0.0}, "-C": {"c_exponent": 0.0}, "-T": {"w_T": 0.0}, "-R": {"w_R": 0.0}}
+SCORES = ("E", "C", "T", "R")
 
 
 def default_grid() -> list[tuple[str, str, dict]]:
@@ -36,8 +54,10 @@ def default_grid() -> list[tuple[str, str, dict]]:
 
 
 def ablation_grid() -> list[tuple[str, str, dict]]:
-    return [(f"rler {name}", "rler", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()] + \
-           [(f"rler@8 {name}", "rler@8", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()]
+    """Each score removed in turn, and refutation on/off, for adaptive rler and rler@8."""
+    grid = [(f"rler {name}", "rler", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()]
+    grid += [(f"rler@8 {name}", "rler@8", {**NO_REFUTE, **o}) for name, o in ABLATIONS.items()]
+    return grid + [("rler +refute", "rler", {"refute": True}), ("rler@8 +refute", "rler@8", {"refute": True})]
 
 
 def add_arguments(p) -> None:
@@ -49,15 +69,14 @@ def cli(args) -> int:
     tables = sweep(args.runs, args.out)
     print(tables["sweep_md"])
     print(tables["ablation_md"])
-    print(f"wrote {args.out}/sweep.csv, sweep.md, ablation.csv, ablation.md, sweep.png")
+    print(tables["scores_md"])
+    print(f"wrote {args.out}/sweep.csv, sweep.md, ablation.csv, ablation.md, scores.csv, scores.md, sweep.png")
     return 0
 
 
 def find_runs(paths: list[str]) -> list[Path]:
     """Run folders among `paths`; a folder without config.json contributes its run subfolders
     (replays written by `rler-eval elect` are left out there, being derived data)."""
-    import json
-
     runs = []
     for p in map(Path, paths):
         if (p / "config.json").is_file():
@@ -81,8 +100,6 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 def needed(strategy: str, overrides: dict) -> int | None:
     """Candidates a fixed-K setting needs per question; None for adaptive (checked per question)."""
-    from rler_eval import election
-
     name, k = election.parse_spec(strategy)
     if name == "greedy":
         return 1
@@ -92,19 +109,21 @@ def needed(strategy: str, overrides: dict) -> int | None:
 
 
 def evaluate_setting(records, strategy, overrides, bench, card) -> dict:
-    from rler_eval.election.replay import elect_records
-
     ok = [r for r in records if r.get("status") == "ok"]
     recorded = [len(r["prediction"]["candidates"]) for r in ok]
     need = needed(strategy, overrides)
     if need is not None and recorded and min(recorded) < need:
         short = sum(n < need for n in recorded)
         return {"status": f"needs more candidates than recorded ({short} questions)"}
-    new = elect_records(records, strategy, overrides, bench)
+    new = elect_records(records, strategy, overrides, bench, card)
     preds = [r["prediction"] for r in new if r.get("status") == "ok"]
     exhausted = sum(p.get("election", {}).get("stop") == "exhausted" for p in preds)
     if exhausted:
         return {"status": f"needs more candidates than recorded ({exhausted} questions)"}
+    unrecorded = sum(any(c.get("reply") is None for c in (p.get("refutation") or {}).get("checks") or [])
+                     for p in preds)
+    if unrecorded:
+        return {"status": f"refutation replies not recorded ({unrecorded} questions)"}
     agg = bench.aggregate(new, card)
     n = max(len(preds), 1)
     return {"status": "ok", "accuracy": float(agg.get("accuracy", 0.0)),
@@ -113,29 +132,43 @@ def evaluate_setting(records, strategy, overrides, bench, card) -> dict:
             "abstentions": sum(p["answer"] is None for p in preds)}
 
 
+def score_spread(run_name: str, records: list[dict]) -> list[dict]:
+    """Per score: the share of questions (with >= 2 valid candidates) where it is the same for
+    every valid candidate, its mean within-question spread, and its overall mean."""
+    per = {k: {"constant": 0, "spread": [], "values": []} for k in SCORES}
+    n = 0
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        rows = [x for x in r["prediction"].get("scores") or [] if x.get("answer") is not None]
+        if len(rows) < 2:
+            continue
+        n += 1
+        for k in SCORES:
+            vals = [float(x[k]) for x in rows]
+            per[k]["constant"] += max(vals) - min(vals) < 1e-9
+            per[k]["spread"].append(statistics.pstdev(vals))
+            per[k]["values"] += vals
+    return [{"run": run_name, "score": k, "questions": n,
+             "constant_share": per[k]["constant"] / n if n else float("nan"),
+             "mean_within_sd": statistics.fmean(per[k]["spread"]) if n else float("nan"),
+             "mean": statistics.fmean(per[k]["values"]) if n else float("nan")} for k in SCORES]
+
+
 def sweep(paths: list[str], out: str | Path) -> dict:
-    import matplotlib
-    import pandas as pd
-    from tqdm import tqdm
-
-    from rler_eval.benchmarks import get_benchmark
-    from rler_eval.election.replay import load_card, load_run
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = find_runs(paths)
     rows = {"sweep": [], "ablation": []}
     jobs = [(run, kind, s) for run in runs for kind, grid in (("sweep", default_grid()), ("ablation", ablation_grid()))
             for s in grid]
-    loaded = {}
+    loaded, spread = {}, []
     for run, kind, (label, strategy, overrides) in tqdm(jobs, desc="sweep", unit="setting", dynamic_ncols=True):
         if run not in loaded:
             config, records = load_run(run)
             card = load_card(config, run)
             loaded[run] = (config, records, card, get_benchmark(card.benchmark))
+            spread += score_spread(run.name, records)
         config, records, card, bench = loaded[run]
         res = evaluate_setting(records, strategy, overrides, bench, card)
         rows[kind].append({"run": run.name, "task": config.get("task"), "recorded_with": config.get("strategy"),
@@ -154,6 +187,11 @@ def sweep(paths: list[str], out: str | Path) -> dict:
         (out / f"{kind}.md").write_text(f"# {kind}\n\n{md}\n")
         tables[kind] = df
         tables[f"{kind}_md"] = md
+    df = pd.DataFrame(spread)
+    df.to_csv(out / "scores.csv", index=False)
+    tables["scores"] = df
+    tables["scores_md"] = df.to_markdown(index=False, floatfmt=".4f")
+    (out / "scores.md").write_text(f"# scores: how often each is constant within a question\n\n{tables['scores_md']}\n")
     plot(tables["sweep"], out / "sweep.png", plt)
     return tables
 
