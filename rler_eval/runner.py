@@ -216,6 +216,8 @@ def evaluate_one(sample, card, bench, backend, strategy, overrides, seed, strict
     record = {"id": sample.id, "task": card.name, "status": "ok", "error": None,
               "category": sample.category, "sample": sample.to_dict()}
     try:
+        if sample.load_error:  # a row the adapter could not read (rows.guard): record it, touch no model
+            raise InputError(sample.load_error)
         frameset = load_sample_frames(sample, card, cache_dir)
         t1 = time.time()
         prompt = bench.build_prompt(sample, frameset, card)
