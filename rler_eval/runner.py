@@ -61,20 +61,39 @@ def add_arguments(p) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first per-sample error")
     p.add_argument("--retry-errors", action="store_true", help="re-run samples recorded as errors")
     p.add_argument("--cache-dir", default=None, help="frame cache folder [$RLER_CACHE or ~/.cache/rler-eval]")
+    p.add_argument("--protocol", default="default", choices=("default", "official"),
+                   help="official: the card's official prompt (plain), greedy decoding, the official frame count, "
+                        "and the raw reply scored by the official extractor, for comparison with published "
+                        "numbers (results/reference.yaml) [default]")
+    p.add_argument("--scorer", default=None, choices=("official", "lmms-eval"),
+                   help="answer extraction: the benchmark's official one, or lmms-eval's (MVBench, LVBench), "
+                        "as most public leaderboards used [official]")
 
 
 def cli(args) -> int:
+    from rler_eval import preflight, protocol
+
     card = load_task(args.task)
+    strategy = protocol.apply_protocol(card, args.protocol, args.strategy or card.strategy)
     if args.frames:
         card.frames.n = args.frames
     if args.max_new_tokens:
         card.max_new_tokens = args.max_new_tokens
-    strategy = args.strategy or card.strategy
+    if args.scorer:
+        card.args["scorer"] = args.scorer
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
-    metrics, out = run(card, args.model or default_model(), strategy, overrides, limit=args.limit, shard=args.shard,
+    preflight.validate_settings(overrides)  # before any folder or sample: a typo is one line, exit 2
+    model = args.model or default_model()
+    preflight.check_model(model)
+    warning = protocol.judge_warning(card)
+    if warning:
+        print(warning, file=sys.stderr)
+    metrics, out = run(card, model, strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
                        cache_dir=args.cache_dir)
     print_summary(metrics, out)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -110,11 +129,11 @@ def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None
         shard: str | None = None, out: str | Path | None = None, seed: int = 0, strict: bool = False,
         retry_errors: bool = False, cache_dir: str | None = None, backend=None) -> tuple[dict, Path]:
     """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder)."""
-    from rler_eval import election
+    from rler_eval import election, protocol
     from rler_eval.benchmarks import get_benchmark
 
     election.parse_spec(strategy)  # fail early on a bad strategy name
-    bench = get_benchmark(card.benchmark)
+    bench = protocol.wrap(get_benchmark(card.benchmark), card)
     samples = select(bench.load_samples(card), limit, parse_shard(shard))
     config = run_config(card, model, strategy, overrides or {}, seed, shard, limit)
     out = Path(out) if out else default_out(config)
@@ -152,10 +171,15 @@ def select(samples: list[Sample], limit: int | None, shard: tuple[int, int] | No
 def run_config(card, model, strategy, overrides, seed, shard, limit) -> dict:
     from dataclasses import asdict
 
+    from rler_eval import preflight
+
     return {"task": card.name, "card": card.path, "benchmark": card.benchmark, "model": model,
             "strategy": strategy, "election": overrides, "frames": asdict(card.frames),
             "max_new_tokens": card.max_new_tokens, "seed": seed, "shard": shard, "limit": limit,
-            "prompt": card.prompt, "rler_eval_version": __version__}
+            "prompt": card.prompt, "rler_eval_version": __version__,
+            "protocol": (card.args or {}).get("protocol", "default"), "scorer": (card.args or {}).get("scorer",
+                                                                                                      "official"),
+            **preflight.provenance(card)}
 
 
 def default_out(config: dict) -> Path:
@@ -248,6 +272,9 @@ def load_sample_frames(sample: Sample, card: TaskCard, cache_dir: str | None):
 
 def score_prediction(bench, sample: Sample, prediction: Prediction) -> dict:
     """Score the elected answer with the benchmark's own scorer; an abstention is wrong."""
+    if getattr(bench, "score_raw", False) and prediction.candidates:  # --protocol official: the raw reply
+        result = bench.score(sample, prediction.candidates[0].text)
+        return {"score": float(result["score"]), "extracted": result.get("extracted")}
     if prediction.answer is None:
         return {"score": 0.0, "extracted": None}
     result = bench.score(sample, f"<answer>{prediction.answer}</answer>")
@@ -361,7 +388,7 @@ def write_json_atomic(path: str | Path, obj) -> None:
 def print_summary(metrics: dict, out: Path) -> None:
     run = metrics.get("run", {})
     print(f"\n{run.get('task')} | model: {run.get('model')} | strategy: {run.get('strategy')}")
-    print(f"  accuracy: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
+    print(f"  {metrics.get('metric_name', 'accuracy')}: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
     print(f"  candidates per question: {metrics.get('candidates_per_question', 0.0):.2f}")
     if "grounding_f1" in metrics:
         print(f"  grounding F1: {metrics['grounding_f1']:.3f}  transparency rate: {metrics['transparency_rate']:.3f}")
