@@ -82,3 +82,18 @@ def version(name: str) -> str | None:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
+
+
+def check_enough_candidates(strategy: str, records: list[dict]) -> None:
+    """`elect` with a fixed-K strategy needs K recorded candidates per question; refuse a
+    replay that would label fewer draws as K (e.g. majority@4 on a greedy run)."""
+    from rler_eval import election
+
+    name, k = election.parse_spec(strategy)
+    counts = [len((r.get("prediction") or {}).get("candidates") or []) for r in records if r.get("status") == "ok"]
+    if not k or not counts or min(counts) >= k:
+        return
+    short = sum(c < k for c in counts)
+    raise InputError(f"{strategy} needs {k} recorded candidates per question, but {short} of {len(counts)} questions "
+                     f"have fewer (as few as {min(counts)}); replay with K <= {min(counts)}, or run the model with "
+                     f"--strategy rler@{k} (or majority@{k}) to record {k} candidates")

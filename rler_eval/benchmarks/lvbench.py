@@ -93,7 +93,8 @@ def _flat_row(row: dict, path: Path, i: int) -> dict:
     if isinstance(row.get("options"), list) and row["options"] and "\n(A)" not in str(row.get("question")):
         row["question"] = str(row.get("question", "")) + "\n" + "\n".join(
             f"({extract.LETTERS[k]}) {o}" for k, o in enumerate(row["options"]))
-    row.setdefault("uid", row.get("id") if row.get("id") is not None else f"{path.stem}/{i:05d}")
+    if row.get("uid") is None:
+        row["uid"] = row.get("id") if row.get("id") is not None else f"{path.stem}/{i:05d}"
     if row.get("question_type") is None:
         row["question_type"] = "unknown"
     return row
@@ -120,9 +121,12 @@ def _video_index(folder: Path) -> dict[str, Path]:
 
 
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
-    """One `qa` item with its video's `key` added."""
-    key = str(extract.field(doc, "key", f"doc {index}"))
-    return _to_sample(doc, card, f"doc {index}", card.root / "videos" / f"{key}.mp4")
+    """One `qa` item with its video's `key` added, or a row of the flat mirror."""
+    where = f"doc {index}"
+    if doc.get("key") is None and doc.get("video_path") is not None:
+        return _to_sample(_flat_row(doc, Path("doc"), index), card, where, card.root / str(doc["video_path"]))
+    key = str(extract.field(doc, "key", where))
+    return _to_sample(doc, card, where, card.root / "videos" / f"{key}.mp4")
 
 
 def _to_sample(qa: dict, card: TaskCard, where: str, video: Path) -> Sample:
