@@ -76,7 +76,7 @@ def lmms_mcq_letter(text: str | None) -> str:
     else punctuation becomes spaces, periods not inside numbers go, and the first
     standalone letter A-E (any case) is the answer ("" when there is none)."""
     s = (text or "").strip()
-    m = re.match(r"^([A-E])\.\s*(.+)$", s, re.IGNORECASE | re.DOTALL)
+    m = re.match(r"^([A-E])\.\s*(.+)$", s, re.IGNORECASE)
     if m:
         return m.group(1).upper()
     s = s.replace("\n", " ").replace("\t", " ")

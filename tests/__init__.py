@@ -1,1 +1,0 @@
-"""Test package (makes `tests.fixtures` win over any site-packages `tests`, e.g. latex2sympy2's)."""
