@@ -67,9 +67,9 @@ def is_fixture(root: Path) -> bool:
 def git_commit() -> str | None:
     repo = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
                              timeout=5)
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"], check=False,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -89,7 +89,7 @@ def check_enough_candidates(strategy: str, records: list[dict]) -> None:
     replay that would label fewer draws as K (e.g. majority@4 on a greedy run)."""
     from rler_eval import election
 
-    name, k = election.parse_spec(strategy)
+    _, k = election.parse_spec(strategy)
     counts = [len((r.get("prediction") or {}).get("candidates") or []) for r in records if r.get("status") == "ok"]
     if not k or not counts or min(counts) >= k:
         return

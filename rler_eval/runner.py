@@ -388,7 +388,8 @@ def write_json_atomic(path: str | Path, obj) -> None:
 def print_summary(metrics: dict, out: Path) -> None:
     run = metrics.get("run", {})
     print(f"\n{run.get('task')} | model: {run.get('model')} | strategy: {run.get('strategy')}")
-    print(f"  {metrics.get('metric_name', 'accuracy')}: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
+    name = metrics.get("metric_name", "accuracy")  # e.g. "accuracy (rule fallback, not official)"
+    print(f"  {name}: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
     print(f"  candidates per question: {metrics.get('candidates_per_question', 0.0):.2f}")
     if "grounding_f1" in metrics:
         print(f"  grounding F1: {metrics['grounding_f1']:.3f}  transparency rate: {metrics['transparency_rate']:.3f}")

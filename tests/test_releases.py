@@ -98,7 +98,7 @@ def test_mvbench_bad_row_is_an_error_record_and_the_others_run(tmp_path):
     rows = [{"video": "a.mp4", "question": "q1", "candidates": ["yes", "no"], "answer": "no"},
             {"video": "b.mp4", "question": "q2", "candidates": ["yes", "no"]},  # no answer
             {"video": "c.mp4", "question": "q3", "candidates": ["yes", "no"], "answer": "yes"}]
-    root, card = mvbench_root(tmp_path, rows)
+    _, card = mvbench_root(tmp_path, rows)
     samples = get_benchmark("mvbench").load_samples(card)
     assert [s.load_error is None for s in samples] == [True, False, True]
     bad = samples[1]
@@ -254,10 +254,10 @@ def test_tasks_prints_resolved_root_and_survives_a_closed_pipe(tmp_path):
     repo = Path(__file__).parent.parent
     env = {"RLER_DATA": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo)}
     run = [sys.executable, "-c", "from rler_eval.cli import main; main(['tasks'])"]
-    proc = subprocess.run(run, capture_output=True, text=True, cwd=repo, env=env)
+    proc = subprocess.run(run, check=False, capture_output=True, text=True, cwd=repo, env=env)
     assert f"{tmp_path}/mvbench" in proc.stdout and "${RLER_DATA}" not in proc.stdout
     # `rler-eval tasks | head`: stdout is a pipe whose reader has gone
     closed = ("import os; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
               "from rler_eval.cli import main; raise SystemExit(main(['tasks']))")
-    proc = subprocess.run([sys.executable, "-c", closed], capture_output=True, text=True, cwd=repo, env=env)
+    proc = subprocess.run([sys.executable, "-c", closed], check=False, capture_output=True, text=True, cwd=repo, env=env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
