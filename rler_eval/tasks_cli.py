@@ -20,7 +20,7 @@ def cli(args) -> int:
     try:
         for name in list_tasks():
             card = load_task(name)
-            line = f"{name:32s} {card.benchmark:16s} {card.root}"
+            line = f"{name:32s} {card.benchmark:16s} {card.root.absolute()}"
             if args.check:
                 line += "  [found]" if card.root.exists() else "  [missing]"
             print(line, flush=True)
