@@ -73,6 +73,7 @@ def add_arguments(p) -> None:
 def cli(args) -> int:
     from rler_eval import preflight, protocol
 
+    parse_shard(args.shard)  # a bad --shard fails before any data is read or generated
     card = load_task(args.task)
     strategy = protocol.apply_protocol(card, args.protocol, args.strategy or card.strategy)
     if args.frames:
