@@ -80,14 +80,15 @@ tiny-model:
 TINY_RUNS = results/runs/tiny
 TINY = checkpoints/rler-tiny
 TINY_SFT = runs/train/rler-tiny/sft
+TINY_LIMIT ?= 200
 results-tiny:
-	$(BIN)/rler-eval run --task synthvid --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
-	$(BIN)/rler-eval run --task synthvid --model $(TINY_SFT) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/sft-only_greedy_blank
-	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
-	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/rler-tiny_greedy_blank
-	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --ablate-frames shuffle --out $(TINY_RUNS)/rler-tiny_greedy_shuffle
-	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy rler@8 --out $(TINY_RUNS)/rler-tiny_rler8
-	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy rler --out $(TINY_RUNS)/rler-tiny_rler
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/sft-only_greedy_blank
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/rler-tiny_greedy_blank
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --ablate-frames shuffle --out $(TINY_RUNS)/rler-tiny_greedy_shuffle
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy rler@8 --out $(TINY_RUNS)/rler-tiny_rler8
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy rler --out $(TINY_RUNS)/rler-tiny_rler
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@3 --out $(TINY_RUNS)/rler-tiny_majority3
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy majority@8 --out $(TINY_RUNS)/rler-tiny_majority8
 	$(BIN)/rler-eval elect --from $(TINY_RUNS)/rler-tiny_rler8 --strategy best_of@8 --out $(TINY_RUNS)/rler-tiny_best_of8

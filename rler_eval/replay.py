@@ -102,6 +102,8 @@ def replay_run(run: str | Path, strategy: str, overrides: dict | None = None,
     out = Path(out) if out else run.parent / f"{run.name}__elect_{strategy.replace('@', 'at')}"
     if out.resolve() == run.resolve():
         raise InputError("--out must differ from the source run folder")
+    from rler_eval.preflight import check_enough_candidates
+    check_enough_candidates(strategy, records)  # never label fewer draws as K
     out.mkdir(parents=True, exist_ok=True)
     new_records = elect_records(records, strategy, overrides or {}, bench, card)
     new_config = {**config, "strategy": strategy, "election": overrides or {}, "replayed_from": str(run),

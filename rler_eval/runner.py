@@ -116,29 +116,49 @@ def add_arguments(p) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="frame cache folder [$RLER_CACHE or ~/.cache/rler-eval]/frames; bounded by $RLER_CACHE_MAX_GB [20]")
     p.add_argument("--no-cache", action="store_true", help="decode every video afresh; read and write no frame cache")
+    p.add_argument("--protocol", default="default", choices=("default", "official"),
+                   help="official: the card's official prompt (plain), greedy decoding, the official frame count, "
+                        "and the raw reply scored by the official extractor, for comparison with published "
+                        "numbers (results/reference.yaml) [default]")
+    p.add_argument("--scorer", default=None, choices=("official", "lmms-eval"),
+                   help="answer extraction: the benchmark's official one, or lmms-eval's (MVBench, LVBench), "
+                        "as most public leaderboards used [official]")
 
 
 def cli(args) -> int:
+    from rler_eval import preflight, protocol
+
+    parse_shard(args.shard)  # a bad --shard fails before any data is read or generated
     if args.decode_workers is not None and args.decode_workers < 0:
         raise InputError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
     if args.sample_timeout < 0:
         raise InputError(f"--sample-timeout must be 0 (no limit) or more, got {args.sample_timeout:g}")
     card = load_task(args.task)
+    strategy = protocol.apply_protocol(card, args.protocol, args.strategy or card.strategy)
     if args.frames:
         card.frames.n = args.frames
     if args.max_new_tokens:
         card.max_new_tokens = args.max_new_tokens
     if args.ablate_frames:
         card.frames.ablate = args.ablate_frames
-    strategy = args.strategy or card.strategy
+    if args.scorer:
+        card.args["scorer"] = args.scorer
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
+    preflight.validate_settings(overrides)  # before any folder or sample: a typo is one line, exit 2
+    model = args.model or default_model()
+    preflight.check_model(model)
+    warning = protocol.judge_warning(card)
+    if warning:
+        print(warning, file=sys.stderr)
     limits = Limits(sample_timeout=args.sample_timeout or None,
                     decode_workers=default_decode_workers() if args.decode_workers is None else args.decode_workers,
                     allow_outside_data_root=args.allow_outside_data_root, max_prompt_tokens=args.max_prompt_tokens)
-    metrics, out = run(card, args.model or default_model(), strategy, overrides, limit=args.limit, shard=args.shard,
+    metrics, out = run(card, model, strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
                        cache_dir=False if args.no_cache else args.cache_dir, limits=limits)
     print_summary(metrics, out)
+    if warning:
+        print(warning, file=sys.stderr)
     return 0
 
 
@@ -179,14 +199,14 @@ def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None
         retry_errors: bool = False, cache_dir: str | None = None, backend=None,
         limits: Limits | None = None) -> tuple[dict, Path]:
     """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder)."""
-    from rler_eval import election
+    from rler_eval import election, protocol
     from rler_eval.benchmarks import get_benchmark
 
     if limit is not None and limit <= 0:
         raise InputError(f"--limit must be positive, got {limit}")
     limits = limits or Limits()
     election.parse_spec(strategy)  # fail early on a bad strategy name
-    bench = get_benchmark(card.benchmark)
+    bench = protocol.wrap(get_benchmark(card.benchmark), card)
     samples = select(bench.load_samples(card), limit, parse_shard(shard))
     config = run_config(card, model, strategy, overrides or {}, seed, shard, limit)
     out = Path(out) if out else default_out(config)
@@ -227,13 +247,16 @@ def select(samples: list[Sample], limit: int | None, shard: tuple[int, int] | No
 def run_config(card, model, strategy, overrides, seed, shard, limit) -> dict:
     from dataclasses import asdict
 
+    from rler_eval import preflight
     from rler_eval.benchmarks import judge
 
     return {"task": card.name, "card": card.path, "benchmark": card.benchmark, "model": model,
             "strategy": strategy, "election": overrides, "frames": asdict(card.frames),
             "max_new_tokens": card.max_new_tokens, "seed": seed, "shard": shard, "limit": limit,
             "prompt": card.prompt, "data_root": str(card.root.resolve()) if card.data_root else "",
-            "card_sha256": card_hash(card), "judge": judge.describe(card), "rler_eval_version": __version__}
+            "card_sha256": card_hash(card), "judge": judge.describe(card), "rler_eval_version": __version__,
+            "protocol": (card.args or {}).get("protocol", "default"),
+            "scorer": (card.args or {}).get("scorer", "official"), **preflight.provenance(card)}
 
 
 def card_hash(card: TaskCard) -> str:
@@ -422,6 +445,8 @@ def evaluate_one(sample, card, bench, backend, strategy, overrides, seed, strict
     record = {"id": sample.id, "task": card.name, "status": "ok", "error": None,
               "category": sample.category, "sample": sample.to_dict()}
     try:
+        if sample.load_error:  # a row the adapter could not read (rows.guard): record it, touch no model
+            raise InputError(sample.load_error)
         inline = frames is None or limits.decode_workers == 0  # a worker's decode has its own deadline
         with time_limit(remaining(limits) if inline else None, f"decoding sample {sample.id}"):
             frameset = frames() if frames is not None else load_sample_frames(sample, card, cache_dir)
@@ -463,9 +488,11 @@ def load_sample_frames(sample: Sample, card: TaskCard, cache_dir: str | None):
 def score_prediction(bench, sample: Sample, prediction: Prediction, raw_reply: bool = False) -> dict:
     """Score the elected answer with the benchmark's own scorer; an abstention is wrong.
 
-    `raw_reply` (the `plain` prompt): a greedy prediction's raw reply goes to the official
-    scorer as is, so such a run is exactly the benchmark's official protocol."""
-    if raw_reply and prediction.strategy == "greedy" and prediction.candidates:
+    The raw reply of a greedy prediction goes to the official scorer as is under `--protocol
+    official` (the benchmark is wrapped with `score_raw`) or with the `plain` prompt
+    (`raw_reply`), so such a run is exactly the benchmark's official protocol."""
+    raw = raw_reply and prediction.strategy == "greedy"
+    if (raw or getattr(bench, "score_raw", False)) and prediction.candidates:
         return score_answer(bench, sample, None, raw=prediction.candidates[0].text)
     return score_answer(bench, sample, prediction.answer)
 
@@ -506,7 +533,8 @@ from rler_eval.records import (append_record, compute_metrics, cost_metrics, ele
 def print_summary(metrics: dict, out: Path) -> None:
     run = metrics.get("run", {})
     print(f"\n{run.get('task')} | model: {run.get('model')} | strategy: {run.get('strategy')}")
-    print(f"  accuracy: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
+    name = metrics.get("metric_name", "accuracy")  # e.g. "accuracy (rule fallback, not official)"
+    print(f"  {name}: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
     print(f"  candidates per question: {metrics.get('candidates_per_question', 0.0):.2f}")
     if "grounding_f1" in metrics:
         print(f"  grounding F1: {metrics['grounding_f1']:.3f}  transparency rate: {metrics['transparency_rate']:.3f}")

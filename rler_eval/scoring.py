@@ -10,8 +10,11 @@ Input: a JSON-lines file, one object per line:
 
     {"doc": <one row in the benchmark's official schema>, "response": "<model text>"}
 
-For LVBench a doc is one `qa` item with its video's `key` added; for MVBench a row of a
-sub-task file with `task_type` set to the sub-task (the JSON file name without .json).
+For LVBench a doc is one `qa` item with its video's `key` added (or a row of the flat
+mirror); for MVBench a row of a sub-task file, with `task_type` set to the sub-task (the
+JSON file name without .json) when known, else it is counted under "unknown"; for
+Video-MMMU a row with `track`, or an id prefixed with it ("Perception/dev_Art_1"). A
+question may appear on several lines (several models or candidates): each is scored.
 Output (--out): one line per input line, in order, {"score": float, "extracted": ...}.
 
 Example:
@@ -33,10 +36,12 @@ def add_arguments(p) -> None:
                    help='one {"doc": <official row>, "response": "<text>"} per line')
     p.add_argument("--out", default=None, metavar="scores.jsonl",
                    help='write one {"score", "extracted"} per input line, in input order')
+    p.add_argument("--scorer", default=None, choices=("official", "lmms-eval"),
+                   help="answer extraction: official, or lmms-eval's (MVBench, LVBench) [official]")
 
 
 def cli(args) -> int:
-    metrics, scored = score_file(args.task, args.input)
+    metrics, scored = score_file(args.task, args.input, args.scorer)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -50,13 +55,21 @@ def cli(args) -> int:
     return 0
 
 
-def score_file(task: str, path: str | Path) -> tuple[dict, list[dict]]:
-    """(metrics, per-line rows) for a responses file; InputError names file, line and field."""
+def score_file(task: str, path: str | Path, scorer: str | None = None) -> tuple[dict, list[dict]]:
+    """(metrics, per-line rows) for a responses file; InputError names file, line and field.
+
+    Every line is scored on its own: several responses to one question (several models,
+    candidates or prompt styles) are the normal case. The aggregate counts every line and
+    says how many questions appear more than once (`duplicate_questions`).
+    """
+    from collections import Counter
+
+    from rler_eval import protocol
     from rler_eval.benchmarks import get_benchmark
     from rler_eval.tasks import load_task
 
     card = load_task(task)
-    bench = get_benchmark(card.benchmark)
+    bench = protocol.wrap(get_benchmark(card.benchmark), card, scorer)
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--input {path}: no such file")
@@ -68,11 +81,12 @@ def score_file(task: str, path: str | Path) -> tuple[dict, list[dict]]:
             rows.append(score_line(bench, card, line, f"{path}:{lineno}", len(rows)))
     if not rows:
         raise InputError(f"{path}: no input lines")
-    ids = [r["id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"{path}: question id {dup!r} appears on more than one line")
-    return bench.aggregate(rows, card), rows
+    counts = Counter(r["id"] for r in rows)
+    metrics = bench.aggregate(rows, card)
+    metrics["lines"] = len(rows)
+    metrics["questions"] = len(counts)
+    metrics["duplicate_questions"] = sum(1 for c in counts.values() if c > 1)
+    return metrics, rows
 
 
 def score_line(bench, card, line: str, where: str, index: int) -> dict:

@@ -37,6 +37,7 @@ class Sample:
     context: list[dict] = field(default_factory=list)  # earlier turns: {"question", "answer"}
     category: dict[str, str] = field(default_factory=dict)  # breakdown name -> value
     doc: dict = field(default_factory=dict)  # the official row as read from disk
+    load_error: str | None = None  # a row that could not be read: the runner records this error
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A dependency may install a top-level `tests` package (latex2sympy2 does), which would shadow
+# this folder's `tests.fixtures`; bind the name to this folder before any test imports it.
+if not str(getattr(sys.modules.get("tests"), "__path__", [""])[0]).startswith(str(REPO)):
+    import types
+
+    sys.modules["tests"] = types.ModuleType("tests")
+    sys.modules["tests"].__path__ = [str(REPO / "tests")]
 os.environ.setdefault("RLER_CACHE", str(REPO / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -62,8 +62,10 @@ def test_multi_turn_prompt_gives_history_with_ground_truth(data):
 def test_missing_data_and_bad_rows(tmp_path):
     with pytest.raises(DataMissingError, match="huggingface-cli download yangsongyuan18/wildvideo"):
         bench.load_samples(card("wildvideo_single_en", tmp_path / "nowhere"))
-    with pytest.raises(InputError, match="doc 0: missing field 'rounds'"):
-        bench.doc_to_sample({"video_id": "v", "question": "q", "answer": "a"}, card("wildvideo_multi_en"))
+    flat = bench.doc_to_sample({"video_id": "v", "question": "q", "answer": "a"}, card("wildvideo_multi_en"))
+    assert (flat.question, flat.answer, flat.context) == ("q", "a", [])  # no rounds: the flat fields, as lmms-eval
+    with pytest.raises(InputError, match="doc 0: missing field 'question'"):
+        bench.doc_to_sample({"video_id": "v", "answer": "a"}, card("wildvideo_multi_en"))
     with pytest.raises(InputError, match=r"rounds\[1\]: missing field 'answer'"):
         bench.doc_to_sample({"video_id": "v", "rounds": [{"round": 1, "question": "q", "answer": "a"},
                                                          {"round": 2, "question": "q2"}]}, card("wildvideo_multi_en"))

@@ -333,26 +333,49 @@ def read_json(path):
             return json.load(fh)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
-def read_jsonl(path) -> list[dict]:
-    """A JSON-lines file (blank lines skipped), or InputError naming the file and line."""
+class BadRow(dict):
+    """A row that could not be read (undecodable bytes, broken JSON) in a file whose other
+    rows can: `message` says where and why; `rows.guard` turns it into an error record."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+
+def read_jsonl(path, lenient: bool = False) -> list[dict]:
+    """A JSON-lines file (blank lines skipped), or InputError naming the file and line.
+
+    With `lenient`, a line that is not UTF-8, not JSON or not an object comes back as a
+    BadRow in its place, so one damaged line costs one sample, not the benchmark.
+    """
     import json
 
     from rler_eval.errors import InputError
 
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            problem = None
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line, problem = "", f"not UTF-8 text (byte {e.start} of the line)"
+            if not problem and not line.strip():
+                continue
+            if not problem:
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        problem = f"expected a JSON object, got {type(row).__name__}"
+                except json.JSONDecodeError as e:
+                    problem = f"invalid JSON: {e.msg}"
+            if problem and not lenient:
+                raise InputError(f"{path}:{lineno}: {problem}")
+            rows.append(BadRow(f"{path}:{lineno}: {problem}") if problem else row)
     return rows
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -50,7 +51,9 @@ def load_samples(card: TaskCard) -> list[Sample]:
     rows = extract.read_json(path)
     if not isinstance(rows, list):
         raise InputError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
-    return [_to_sample(row, card, f"{path} row {i}") for i, row in enumerate(rows)]
+    return [guard(lambda: _to_sample(row, card, f"{path} row {i}"), card, f"{path} row {i}",
+                  row if isinstance(row, dict) else extract.BadRow(f"{path} row {i}: expected a JSON object"))
+            for i, row in enumerate(rows)]
 
 
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:

@@ -12,6 +12,11 @@ Layout read (under the card's data root, e.g. $RLER_DATA/lvbench):
     video_info.meta.jsonl        {"key", "type", "video_info": {...}, "qa": [{uid, question,
                                   answer, question_type: [...], time_reference}]}
     videos/<key>.mp4             one video per key (any sub-folder of videos/ is searched)
+
+or, without the meta file, the flat mirror that lmms-eval reads (lmms-eval/LVBench): one
+row per question {uid, video_path (or key), question (options inline, or an `options`
+list), answer[, question_type, time_reference]} in *.parquet / *.jsonl / *.json at the
+root or under data/; the video is `<root>/<video_path>` (or videos/<its file name>).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rler_eval.benchmarks import base, extract
+from rler_eval.benchmarks import base, extract, tables
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import build_prompt as default_build_prompt
 from rler_eval.prompt import prompt_key
@@ -37,17 +43,71 @@ _OPTION_LINE = re.compile(r"^\s*\(([A-Z])\)\s*(.*)$")
 
 def load_samples(card: TaskCard) -> list[Sample]:
     root = extract.require(card.root, card, "the LVBench data root")
-    meta = extract.require(root / META, card, f"LVBench's {META}")
     videos = _video_index(root / "videos")
+    if not (root / META).is_file() and flat_files(root):
+        return _flat_samples(card, root, videos)
+    meta = extract.require(root / META, card, f"LVBench's {META} (or the flat one-row-per-question mirror)")
     samples = []
-    for lineno, video in enumerate(extract.read_jsonl(meta), 1):
+    for lineno, video in enumerate(extract.read_jsonl(meta, lenient=True), 1):
         where = f"{meta}:{lineno}"
-        key = str(extract.field(video, "key", where))
-        qas = extract.field(video, "qa", where, list)
+        try:
+            key = str(extract.field(video, "key", where))
+            qas = extract.field(video, "qa", where, list) if not isinstance(video, extract.BadRow) else None
+        except InputError as e:
+            samples.append(guard(lambda: None, card, where, extract.BadRow(str(e))))
+            continue
+        if qas is None:
+            samples.append(guard(lambda: None, card, where, video))
+            continue
         for j, qa in enumerate(qas):
             path = videos.get(key, root / "videos" / f"{key}.mp4")
-            samples.append(_to_sample({**qa, "key": key}, card, f"{where} qa[{j}]", path))
+            w = f"{where} qa[{j}]"
+            samples.append(guard(lambda: _to_sample({**qa, "key": key}, card, w, path), card, w,
+                                 qa if isinstance(qa, dict) else extract.BadRow(f"{w}: expected a JSON object")))
     return samples
+
+
+def flat_files(root: Path) -> list[Path]:
+    """The flat mirror lmms-eval reads (one row per question, with `video_path`):
+    parquet shards or JSON(-lines) files at the root or under data/."""
+    out = []
+    for folder in (root, root / "data"):
+        out += sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl", ".json") and p.name != META)
+    return out
+
+
+def _flat_samples(card: TaskCard, root: Path, videos: dict[str, Path]) -> list[Sample]:
+    samples = []
+    for f in flat_files(root):
+        for i, row in enumerate(tables.read_rows(f)):
+            where = f"{f} row {i}"
+            samples.append(guard(lambda: _to_sample(_flat_row(row, f, i), card, where, _flat_video(row, root, videos, where)),
+                                 card, where, row))
+    return samples
+
+
+def _flat_row(row: dict, path: Path, i: int) -> dict:
+    """A flat row as a `qa` item: options given as a list are written inline, as lmms-eval
+    prompts them; a row without uid or question_type gets a stable id and "unknown"."""
+    row = dict(row)
+    if isinstance(row.get("options"), list) and row["options"] and "\n(A)" not in str(row.get("question")):
+        row["question"] = str(row.get("question", "")) + "\n" + "\n".join(
+            f"({extract.LETTERS[k]}) {o}" for k, o in enumerate(row["options"]))
+    if row.get("uid") is None:
+        row["uid"] = row.get("id") if row.get("id") is not None else f"{path.stem}/{i:05d}"
+    if row.get("question_type") is None:
+        row["question_type"] = "unknown"
+    return row
+
+
+def _flat_video(row: dict, root: Path, videos: dict[str, Path], where: str) -> Path:
+    rel = row.get("video_path") or row.get("video_name") or (f"{row['key']}.mp4" if row.get("key") else None)
+    if not rel:
+        raise InputError(f"{where}: missing field 'video_path' (or 'key')")
+    for p in (root / str(rel), root / "videos" / Path(str(rel)).name):
+        if p.exists():
+            return p
+    return videos.get(Path(str(rel)).stem, root / str(rel))
 
 
 def _video_index(folder: Path) -> dict[str, Path]:
@@ -61,9 +121,12 @@ def _video_index(folder: Path) -> dict[str, Path]:
 
 
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
-    """One `qa` item with its video's `key` added."""
-    key = str(extract.field(doc, "key", f"doc {index}"))
-    return _to_sample(doc, card, f"doc {index}", card.root / "videos" / f"{key}.mp4")
+    """One `qa` item with its video's `key` added, or a row of the flat mirror."""
+    where = f"doc {index}"
+    if doc.get("key") is None and doc.get("video_path") is not None:
+        return _to_sample(_flat_row(doc, Path("doc"), index), card, where, card.root / str(doc["video_path"]))
+    key = str(extract.field(doc, "key", where))
+    return _to_sample(doc, card, where, card.root / "videos" / f"{key}.mp4")
 
 
 def _to_sample(qa: dict, card: TaskCard, where: str, video: Path) -> Sample:

@@ -10,6 +10,7 @@ Layout read (under the card's data root, e.g. $RLER_DATA/mvbench):
 
     json/<sub_task>.json                     a list of {video, question, candidates, answer[, start, end]}
     [video/]<prefix>/<video>                 prefix per sub-task, see SUBTASKS
+    video/data0613/<prefix>/<video>          clips the HF release moved (data0613.zip: star/, clevrer/)
 
 Two video layouts are recognised per sub-task, whichever folder exists:
 - the official one of Ask-Anything's `mvbench.ipynb` (e.g. star/Charades_v1_480 with
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -41,6 +43,8 @@ class SubTask:
     segment_prefix: str  # pre-cut folder on the HF `video` revision (lmms-eval DATA_LIST)
 
 
+UNKNOWN = "unknown"  # the sub-task of a scored row that does not name one
+MOVED = "data0613"  # video/data0613.zip on the HF release: star/ and clevrer/ clips moved there
 FRAME_FPS = 3.0  # the official reader treats frame folders as 3 fps, frames numbered from 1
 
 # Sub-task JSON stem -> video location (notebook data_list; lmms-eval mvbench/utils.py DATA_LIST).
@@ -96,7 +100,9 @@ def load_samples(card: TaskCard) -> list[Sample]:
             raise InputError(f"{path}: expected a JSON list of questions, got {type(rows).__name__}")
         video_dir, segmented = _video_dir(root, SUBTASKS[name])
         for i, row in enumerate(rows):
-            samples.append(_to_sample(row, card, name, i, f"{path} row {i}", video_dir, segmented))
+            where = f"{path} row {i}"
+            samples.append(guard(lambda: _to_sample(row, card, name, i, where, video_dir, segmented), card, where,
+                                 row if isinstance(row, dict) else extract.BadRow(f"{where}: expected a JSON object")))
     return samples
 
 
@@ -114,14 +120,29 @@ def _video_dir(root: Path, sub: SubTask) -> tuple[Path, bool]:
     return root / "video" / sub.prefix, False
 
 
+def _find_video(root: Path, sub: SubTask | None, video_dir: Path, video: str, segmented: bool) -> tuple[Path, bool]:
+    """The row's video: in its sub-task folder, else in `video/data0613/<prefix>/`, where
+    the HF release's data0613.zip puts the star/ and clevrer/ clips it moved."""
+    path = video_dir / video
+    if path.exists() or sub is None:
+        return path, segmented
+    for moved in (root / "video" / MOVED, root / MOVED):
+        for prefix, cut in ((sub.prefix, False), (sub.segment_prefix, True)):
+            if (moved / prefix / video).exists():
+                return moved / prefix / video, cut
+    return path, segmented
+
+
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
-    """One official row plus its sub-task name (`doc["task_type"]`, the JSON stem)."""
+    """One official row, with its sub-task name in `doc["task_type"]` (the JSON stem) when
+    known; an official row as released has none (the file name says it), so a row without
+    one is scored under the sub-task "unknown"."""
     where = f"doc {index}"
-    name = extract.field(doc, "task_type", where, str)
-    if name not in SUBTASKS:
+    name = doc.get("task_type") or UNKNOWN
+    if name not in SUBTASKS and name != UNKNOWN:
         raise InputError(f"{where}: field 'task_type' is {name!r}; expected one of {list(SUBTASKS)} "
                          f"(the sub-task JSON file name without .json)")
-    video_dir, segmented = _video_dir(card.root, SUBTASKS[name])
+    video_dir, segmented = _video_dir(card.root, SUBTASKS[name]) if name in SUBTASKS else (card.root, False)
     row = {k: v for k, v in doc.items() if k != "task_type"}
     return _to_sample(row, card, name, index, where, video_dir, segmented)
 
@@ -136,9 +157,10 @@ def _to_sample(row: dict, card: TaskCard, name: str, index: int, where: str,
         raise InputError(f"{where}: field 'candidates' should be a non-empty list of strings")
     if answer not in candidates:
         raise InputError(f"{where}: field 'answer' {answer!r} is not one of the candidates {candidates}")
-    sub = SUBTASKS[name]
+    sub = SUBTASKS.get(name)
+    path, segmented = _find_video(card.root, sub, video_dir, video, segmented)
     clip = None
-    if sub.bound and not segmented and "start" in row and "end" in row:
+    if sub is not None and sub.bound and not segmented and "start" in row and "end" in row:
         try:
             clip = (float(row["start"]), float(row["end"]))
         except (TypeError, ValueError):
@@ -147,7 +169,7 @@ def _to_sample(row: dict, card: TaskCard, name: str, index: int, where: str,
     return Sample(
         id=f"{name}/{index:04d}", task=card.name, question=question,
         answer=extract.LETTERS[candidates.index(answer)], answer_type="option", options=list(candidates),
-        video=str(video_dir / video), clip=clip, category={"task_type": name},
+        video=str(path), clip=clip, category={"task_type": name},
         doc={**row, "task_type": name},
     )
 

@@ -42,12 +42,27 @@ def read_rows(path: str | Path) -> list[dict]:
             raise InputError(f"{path}: cannot read parquet: {e}") from None
         return [plain(r) for r in frame.to_dict(orient="records")]
     if suffix == ".jsonl":
-        return extract.read_jsonl(path)
-    data = extract.read_json(path)
+        return extract.read_jsonl(path, lenient=True)
+    data = unwrap(extract.read_json(path))
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of objects, got {type(data).__name__}")
+    return [r if isinstance(r, dict) else extract.BadRow(f"{path} row {i}: expected a JSON object, got "
+                                                          f"{type(r).__name__}") for i, r in enumerate(data)]
+
+
+def unwrap(data):
+    """The row list inside the JSON shapes the releases use: a list; {"data": [...]};
+    an index-keyed object {"0": row, ...}; or one config name over either, as in
+    Video-MMMU's GitHub files ({"Perception": {"0": row, ...}})."""
     if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise InputError(f"{path}: expected a JSON list of objects")
+        return data["data"]
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), (dict, list)):
+        inner = next(iter(data.values()))
+        if isinstance(inner, list) or all(isinstance(v, dict) for v in inner.values()):
+            return unwrap(inner)
+    if isinstance(data, dict) and data and all(k.isdigit() for k in data) and \
+            all(isinstance(v, dict) for v in data.values()):
+        return [data[k] for k in sorted(data, key=int)]
     return data
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract, judge, tables
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -88,7 +89,8 @@ def load_samples(card: TaskCard) -> list[Sample]:
     for i, row in enumerate(rows):
         vid, dim = str(row.get("video_id")), str(row.get("dim"))
         seen[(vid, dim)] += 1
-        samples.append(_to_sample(row, card, fmt, f"{where} row {i}", f"{fmt}/{vid}/{dim}/{seen[(vid, dim)] - 1}"))
+        sid = f"{fmt}/{vid}/{dim}/{seen[(vid, dim)] - 1}"
+        samples.append(guard(lambda: _to_sample(row, card, fmt, f"{where} row {i}", sid), card, f"{where} row {i}", row))
     return samples
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -55,7 +56,8 @@ def load_samples(card: TaskCard) -> list[Sample]:
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
             raise InputError(f"{f}: cannot read parquet: {e}") from None
         for i, row in enumerate(frame.to_dict(orient="records")):
-            samples.append(_to_sample(_plain(row), card, f"{f} row {i}"))
+            where = f"{f} row {i}"
+            samples.append(guard(lambda: _to_sample(_plain(row), card, where), card, where))
     return samples
 
 

@@ -13,6 +13,9 @@ Layout read (under the card's data root, e.g. $RLER_DATA/videommmu), as on the H
 Face dataset lmms-lab/VideoMMMU:
 
     <Track>/test-*.parquet        rows {id, question, options, answer, question_type[, image 1]}
+                                  (or the GitHub release's data/<track>_video.json, as
+                                  {"<Track>": {"0": row, ...}}; Perception/Comprehension rows
+                                  there have no question_type: options -> multiple choice)
                                   Track in Perception, Comprehension, Adaptation
     <Discipline>/<id>.mp4         Art, Business, Science, Medicine, Humanities, Engineering
                                   (also videos/<id>.mp4 or <id>.mp4)
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract, tables
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard, expand_env
@@ -80,22 +84,43 @@ def load_samples(card: TaskCard) -> list[Sample]:
     root = extract.require(card.root, card, "the Video-MMMU data root")
     samples = []
     for track in _tracks(card):
-        files = tables.find_files(root, track)
+        files = track_files(root, track)
         if not files:
             extract.require(root / track / "test-00000-of-00001.parquet", card, f"Video-MMMU's {track} annotations")
         for f in files:
             for i, row in enumerate(tables.read_rows(f)):
-                samples.append(_to_sample(row, card, track, f"{f} row {i}"))
+                where = f"{f} row {i}"
+                samples.append(guard(lambda: _to_sample(row, card, track, where), card, where, row))
     return samples
 
 
+def track_files(root: Path, track: str) -> list[Path]:
+    """The HF layout (<Track>/test-*.parquet, <Track>.json...) or the GitHub one
+    (data/<track>_video.json: {"<Track>": {"0": row, ...}})."""
+    files = tables.find_files(root, track)
+    if files:
+        return files
+    stem = f"{track.lower()}_video.json"
+    return [p for p in (root / "data" / stem, root / stem) if p.is_file()][:1]
+
+
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
+    """One official row; its track is `doc["track"]`, else the id's prefix
+    ("Perception/dev_Art_1", "perception_dev_Art_1"), else the card's only track."""
+    doc = dict(doc)
+    track = doc.pop("track", None)
+    m = _TRACK_PREFIX.match(str(doc.get("id", "")))
+    if not track and m:
+        track, doc["id"] = m.group(1).capitalize(), m.group(2)
     tracks = _tracks(card)
-    track = doc.get("track") or (tracks[0] if len(tracks) == 1 else None)
+    track = track or (tracks[0] if len(tracks) == 1 else None)
     if track not in TRACKS:
         raise InputError(f"doc {index}: field 'track' should be one of {list(TRACKS)} (the dataset config the row "
-                         f"comes from), got {track!r}")
-    return _to_sample({k: v for k, v in doc.items() if k != "track"}, card, track, f"doc {index}")
+                         f"comes from; or prefix the id, e.g. 'Perception/dev_Art_1'), got {track!r}")
+    return _to_sample(doc, card, track, f"doc {index}")
+
+
+_TRACK_PREFIX = re.compile(r"^(perception|comprehension|adaptation)[/_](\w+_.+_\d+)$", re.IGNORECASE)
 
 
 def subject_of(qid: str, where: str) -> str:
@@ -118,10 +143,14 @@ def _to_sample(row: dict, card: TaskCard, track: str, where: str) -> Sample:
     qid = str(extract.field(row, "id", where, str))
     question = extract.field(row, "question", where, str)
     answer = extract.field(row, "answer", where, (str, int, float))
-    qtype = extract.field(row, "question_type", where, str)
     options = row.get("options") or []
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
         raise InputError(f"{where}: field 'options' should be a list of strings")
+    qtype = row.get("question_type")
+    if qtype is None:  # absent in the Perception/Comprehension files, null in one Adaptation row
+        qtype = "multiple-choice" if options else "open"  # as lmms-eval's doc.get("question_type", ...)
+    if not isinstance(qtype, str):
+        raise InputError(f"{where}: field 'question_type' should be str, got {type(qtype).__name__}")
     subject = subject_of(qid, where)
     disc = discipline_of(subject)
     root = card.root

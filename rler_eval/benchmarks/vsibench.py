@@ -15,7 +15,9 @@ dataset nyu-visionx/VSI-Bench:
     test-*.parquet | test.parquet | test.jsonl   rows {id, dataset, scene_name, question_type,
                                                  question, options (list or null), ground_truth}
     test_debiased.parquet                        the debiased subset (VSI-Bench-Debiased);
-                                                 else test rows whose id is not in pruned_ids.txt
+                                                 else test rows whose `pruned` column is false
+                                                 (current dataset card), else rows whose id is
+                                                 not in pruned_ids.txt
     <dataset>/<scene_name>.mp4                   arkitscenes/, scannet/, scannetpp/
 
 `card.args.subset`: "full" (default) or "debiased".
@@ -30,6 +32,7 @@ from pathlib import Path
 
 from rler_eval import evidence
 from rler_eval.benchmarks import extract, judge, tables
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -52,27 +55,39 @@ MCA_POST = "Answer with the option's letter from the given choices directly."
 
 def load_samples(card: TaskCard) -> list[Sample]:
     root = extract.require(card.root, card, "the VSI-Bench data root")
-    rows, where = read_rows(root, card)
-    return [_to_sample(row, card, f"{where} row {i}", i) for i, row in enumerate(rows)]
+    return [guard(lambda: _to_sample(row, card, where, i), card, where, row)
+            for i, (where, row) in enumerate(read_rows(root, card))]
 
 
-def read_rows(root: Path, card: TaskCard) -> tuple[list[dict], str]:
+def read_rows(root: Path, card: TaskCard) -> list[tuple[str, dict]]:
+    """(where, row) pairs of the card's subset. Debiased: test_debiased.parquet, else the
+    rows whose `pruned` column is false (the current dataset card), else the rows whose id
+    is not in pruned_ids.txt."""
     subset = (card.args or {}).get("subset", "full")
     if subset not in ("full", "debiased"):
         raise InputError(f"task {card.name}: args.subset {subset!r} should be 'full' or 'debiased'")
     if subset == "debiased" and (root / "test_debiased.parquet").is_file():
-        return tables.read_rows(root / "test_debiased.parquet"), str(root / "test_debiased.parquet")
-    files = sorted(root.glob("test-*.parquet")) or [p for p in (root / "test.parquet", root / "test.jsonl")
-                                                    if p.is_file()][:1]
+        files = [root / "test_debiased.parquet"]
+    else:
+        files = sorted(root.glob("test-*.parquet")) or [p for p in (root / "test.parquet", root / "test.jsonl")
+                                                        if p.is_file()][:1]
     if not files:
         extract.require(root / "test.jsonl", card, "VSI-Bench's annotations (test.jsonl or test-*.parquet)")
-    rows = [r for f in files for r in tables.read_rows(f)]
-    if subset == "debiased":
-        pruned_path = extract.require(root / "pruned_ids.txt", card,
-                                      "the debiased subset (test_debiased.parquet, or pruned_ids.txt)")
-        pruned = set(pruned_path.read_text().split())
-        rows = [r for r in rows if str(r.get("id")) not in pruned]
-    return rows, str(files[0])
+    rows = [(f"{f} row {i}", r) for f in files for i, r in enumerate(tables.read_rows(f))]
+    if subset == "debiased" and files[0].name != "test_debiased.parquet":
+        if any("pruned" in r for _, r in rows):
+            rows = [(w, r) for w, r in rows if not _truthy(r.get("pruned"))]
+        else:
+            pruned_path = extract.require(root / "pruned_ids.txt", card, "the debiased subset (a 'pruned' column, "
+                                          "test_debiased.parquet, or pruned_ids.txt)")
+            pruned = set(pruned_path.read_text().split())
+            rows = [(w, r) for w, r in rows if str(r.get("id")) not in pruned]
+    return rows
+
+
+def _truthy(value) -> bool:
+    """A `pruned` cell: bool, 0/1, or "true"/"false" text."""
+    return value in (True, 1) or str(value).strip().lower() == "true"
 
 
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:

@@ -24,16 +24,20 @@ Layout read (under the card's data root, e.g. $RLER_DATA/wildvideo), one config 
     <config>/test-*.parquet | <config>.jsonl | <config>.json
         single: rows {video_id, question, answer, type, lang, turn_type}
         multi:  rows {video_id, rounds: [{round, question, answer, type}], lang, turn_type}
+                (a multi row without rounds is read as its flat question/answer; rows whose
+                lang/turn_type is not the config's are skipped, as in the official utils)
     video/<video_id>.mp4    (also videos/<video_id>.mp4)
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 
 from rler_eval import evidence
 from rler_eval.benchmarks import base, extract, judge, tables
+from rler_eval.benchmarks.rows import guard
 from rler_eval.errors import InputError
 from rler_eval.prompt import frame_parts, prompt_key
 from rler_eval.tasks import TaskCard
@@ -85,7 +89,21 @@ def load_samples(card: TaskCard) -> list[Sample]:
     if not files:
         extract.require(root / cfg, card, f"WildVideo's {cfg} annotations ({cfg}/test-*.parquet or {cfg}.jsonl)")
     rows = [(f, i, row) for f in files for i, row in enumerate(tables.read_rows(f))]
-    return [_to_sample(row, card, cfg, f"{f} row {i}", k) for k, (f, i, row) in enumerate(rows)]
+    kept = [(f, i, row) for f, i, row in rows if belongs(row, cfg)]
+    if len(kept) < len(rows):
+        print(f"{card.name}: skipped {len(rows) - len(kept)} row(s) whose lang/turn_type is not {cfg} "
+              f"(as the official utilities do)", file=sys.stderr)
+    return [guard(lambda: _to_sample(row, card, cfg, f"{f} row {i}", k), card, f"{f} row {i}", row)
+            for k, (f, i, row) in enumerate(kept)]
+
+
+def belongs(row: dict, cfg: str) -> bool:
+    """The official process_results skips a row whose `lang` or `turn_type` is not the
+    config's; an absent value counts as the config's own."""
+    turn, lang = cfg.split("_")
+    if isinstance(row, extract.BadRow):
+        return True
+    return str(row.get("lang") or lang) == lang and str(row.get("turn_type") or turn) == turn
 
 
 def doc_to_sample(doc: dict, card: TaskCard, index: int = 0) -> Sample:
@@ -96,9 +114,9 @@ def _to_sample(row: dict, card: TaskCard, cfg: str, where: str, index: int) -> S
     vid = str(extract.field(row, "video_id", where, (str, int)))
     lang = cfg.split("_")[1]
     context = []
-    if cfg.startswith("multi"):
-        rounds = extract.field(row, "rounds", where, list)
-        if not rounds or not all(isinstance(r, dict) for r in rounds):
+    rounds = row.get("rounds")
+    if cfg.startswith("multi") and rounds:  # without rounds, the official utils read the flat question/answer
+        if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
             raise InputError(f"{where}: field 'rounds' should be a non-empty list of {{round, question, answer}}")
         rounds = sorted(rounds, key=lambda r: r.get("round", 0))
         for k, r in enumerate(rounds):
