@@ -18,10 +18,8 @@ import yaml
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 BAD = ("bad-passwd", "bad-outside", "bad-noanswer", "bad-fifo", "bad-huge")
-# A row with no answer becomes an error record only once the adapters validate per row
-# (issue 14 "bad rows become error records", done on another branch); until then synthvid
-# refuses the whole file at load time. So the no-answer row has its own test, which xfails
-# only on exactly that refusal, and the main scenario runs the other four hostile rows.
+# The no-answer row (a row synthvid cannot turn into a Sample) has its own test: it must
+# become an error record under its own id while the other rows run.
 
 
 def hostile_set(tmp_path, with_noanswer: bool):
@@ -62,8 +60,6 @@ def rler(*args, data: Path):
 def test_row_without_answer_stops_nothing(tmp_path):
     card, data = hostile_set(tmp_path, with_noanswer=True)
     r = rler("--task", str(card), "--model", "tiny-random", "--out", str(tmp_path / "run"), data=data)
-    if r.returncode == 2 and "line 10: missing field 'answer'" in r.stderr:
-        pytest.xfail("synthvid still validates the whole file at load time: " + r.stderr.strip())
     assert r.returncode == 0, r.stderr[-3000:]
     recs = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()}
     assert len(recs) == 12 and recs["bad-noanswer"]["status"] == "error" and "answer" in recs["bad-noanswer"]["error"]

@@ -355,15 +355,22 @@ def load_samples(card) -> list[Sample]:
         print(f"synthvid: {path} not found; generating {n} questions (seed {seed}) into {root} "
               f"(first use, takes a few seconds)", file=sys.stderr)
         generate(root, n, seed)
+    from rler_eval.benchmarks.rows import bad_sample, guard
+
     samples = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
+    for i, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}, line {i}"
+        if not raw.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}, line {i}: invalid JSON ({e})") from None
-        samples.append(row_to_sample(row, card, f"{path}, line {i}", root))
+        try:  # one bad line costs one sample (an error record naming file, line and field)
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            samples.append(bad_sample(card, f"{where}: invalid JSON ({e})", where))
+            continue
+        sample = guard(lambda row=row, where=where: row_to_sample(row, card, where, root), card, where)
+        if sample.load_error and isinstance(row, dict) and isinstance(row.get("id"), str):
+            sample.id = row["id"]  # the row's own id, so the error record is found where the user looks
+        samples.append(sample)
     if not samples:
         raise InputError(f"{path}: no questions in the file")
     return samples
