@@ -44,10 +44,17 @@ RESUME_KEYS = ("task", "model", "strategy", "election", "frames", "max_new_token
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--task", default="synthvid", help="task card name (tasks/<name>.yaml) or path [synthvid]")
+    p.add_argument("--task", default="synthvid",
+                   help="task card name (tasks/<name>.yaml) or path, a group, or a comma-separated list: "
+                        "one model load, one run folder per task, plus a summary. Groups: tempcompass, "
+                        "longvideobench, videommmu, wildvideo, all (tasks/groups/) [synthvid]")
     p.add_argument("--model", default=None,
                    help="local HF checkpoint folder, 'tiny-random', 'vllm:PATH' or 'openai:MODEL@URL' "
                         "[$RLER_MODEL, else the bundled checkpoints/rler-tiny, else tiny-random]")
+    p.add_argument("--model-args", default=None, metavar="K=V,...",
+                   help="backend options, e.g. dtype=bfloat16,attn_implementation=flash_attention_2,"
+                        "device_map=auto (HF); tensor_parallel_size=2,gpu_memory_utilization=0.85 (vLLM); "
+                        "timeout=120,concurrency=8 (OpenAI). Merged over the card's args.model")
     p.add_argument("--strategy", default=None, help="greedy | majority@K | best_of@K | rler@K | rler "
                                                     "[the task card's strategy]")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -64,6 +71,11 @@ def add_arguments(p) -> None:
 
 
 def cli(args) -> int:
+    from rler_eval import multirun
+    from rler_eval.models import parse_model_args
+
+    if multirun.is_multi(args.task):
+        return multirun.cli(args)
     card = load_task(args.task)
     if args.frames:
         card.frames.n = args.frames
@@ -73,7 +85,8 @@ def cli(args) -> int:
     overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
     metrics, out = run(card, args.model or default_model(), strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
-                       cache_dir=args.cache_dir)
+                       cache_dir=args.cache_dir,
+                       model_args={**parse_model_args(card.args.get("model")), **parse_model_args(args.model_args)})
     print_summary(metrics, out)
     return 0
 
@@ -108,8 +121,12 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
 
 def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None, limit: int | None = None,
         shard: str | None = None, out: str | Path | None = None, seed: int = 0, strict: bool = False,
-        retry_errors: bool = False, cache_dir: str | None = None, backend=None) -> tuple[dict, Path]:
-    """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder)."""
+        retry_errors: bool = False, cache_dir: str | None = None, backend=None,
+        model_args: dict | None = None) -> tuple[dict, Path]:
+    """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder).
+
+    `backend`: an already loaded backend (several tasks, one load); else `model` is loaded
+    with `model_args` when there is work to do."""
     from rler_eval import election
     from rler_eval.benchmarks import get_benchmark
 
@@ -117,13 +134,14 @@ def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None
     bench = get_benchmark(card.benchmark)
     samples = select(bench.load_samples(card), limit, parse_shard(shard))
     config = run_config(card, model, strategy, overrides or {}, seed, shard, limit)
+    config["model_args"] = model_args or {}
     out = Path(out) if out else default_out(config)
     records = prepare_folder(out, config, retry_errors)
     done = {r["id"] for r in records}
     pending = [s for s in samples if s.id not in done]
     start = time.time()
     if pending:
-        backend = backend or load_model(model)
+        backend = backend or load_model(model, model_args)
         config["model_label"] = getattr(backend, "name", model)
         write_json_atomic(out / "config.json", config)
         records += evaluate(pending, card, bench, backend, strategy, overrides or {}, out, seed, strict, cache_dir)
@@ -166,11 +184,11 @@ def default_out(config: dict) -> Path:
     return RESULTS_DIR / name
 
 
-def load_model(spec: str):
+def load_model(spec: str, model_args: dict | None = None):
     from rler_eval.models import load_backend
 
     print(f"loading model {spec} ...", file=sys.stderr)
-    return load_backend(spec)
+    return load_backend(spec, **(model_args or {}))
 
 
 def prepare_folder(out: Path, config: dict, retry_errors: bool) -> list[dict]:
