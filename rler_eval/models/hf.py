@@ -157,6 +157,7 @@ class HFBackend:
     def __init__(self, model_path: str, label: str | None = None, device: str | None = None,
                  dtype=None, trust_remote_code: bool = False, prefill_cache_size: int = 4,
                  attn_implementation: str | None = None, device_map=None, max_memory: dict | None = None,
+                 offload_folder: str | None = None,
                  max_pixels: int | None = None, min_pixels: int | None = None, batch_size: int | None = None):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -170,7 +171,7 @@ class HFBackend:
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.model = AutoModelForImageTextToText.from_pretrained(
             self.model_path, dtype=self.dtype, trust_remote_code=trust_remote_code,
-            **load_kwargs(attn_implementation, device_map, max_memory)).eval()
+            **load_kwargs(attn_implementation, device_map, max_memory, offload_folder)).eval()
         if device_map is None:
             self.model.to(self.device)
         else:  # accelerate placed the layers; inputs go where the embeddings live
@@ -411,9 +412,10 @@ def video_input(frameset):
     return frames, meta
 
 
-def load_kwargs(attn_implementation, device_map, max_memory) -> dict:
+def load_kwargs(attn_implementation, device_map, max_memory, offload_folder=None) -> dict:
     """`from_pretrained` keywords for the options that were given (device_map="auto" shards across GPUs)."""
-    given = {"attn_implementation": attn_implementation, "device_map": device_map, "max_memory": max_memory}
+    given = {"attn_implementation": attn_implementation, "device_map": device_map, "max_memory": max_memory,
+             "offload_folder": offload_folder}
     if max_memory:
         given["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in max_memory.items()}
     return {k: v for k, v in given.items() if v is not None}
@@ -423,12 +425,15 @@ def set_pixel_bounds(processor, max_pixels: int | None, min_pixels: int | None) 
     """Bound the pixels per image (and per video frame) the vision tower sees (Qwen2-VL family)."""
     for sub in (getattr(processor, "image_processor", None), getattr(processor, "video_processor", None)):
         size = getattr(sub, "size", None)
-        if not isinstance(size, dict):
+        if size is None:
             continue
-        if max_pixels is not None:
-            size["longest_edge"] = int(max_pixels)
-        if min_pixels is not None:
-            size["shortest_edge"] = int(min_pixels)
+        for key, value in (("longest_edge", max_pixels), ("shortest_edge", min_pixels)):
+            if value is None:
+                continue
+            if isinstance(size, dict):
+                size[key] = int(value)
+            else:  # transformers 5: a SizeDict dataclass
+                setattr(size, key, int(value))
 
 
 # model arguments (`--model-args` / a card's `args.model`) -> help; see models/__init__.py
@@ -436,6 +441,7 @@ MODEL_ARGS = {
     "dtype": "bfloat16, float16, float32 or auto [bf16 on a GPU that has it, else fp16; fp32 on the CPU]",
     "attn_implementation": "eager, sdpa or flash_attention_2 [transformers' choice]",
     "device_map": "auto shards a large model across all visible GPUs (accelerate); or a mapping",
+    "offload_folder": "with device_map: where layers mapped to disk are kept",
     "max_memory": "with device_map: memory per device, e.g. {0: 20GiB, 1: 20GiB, cpu: 64GiB}",
     "device": "cpu, cuda, cuda:1 ... without device_map [cuda when available]",
     "max_pixels": "most pixels per image or video frame after the processor's resize",
