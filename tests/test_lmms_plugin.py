@@ -109,9 +109,10 @@ def test_lmms_eval_runs_the_election_and_logs_its_audit(tmp_path):
            "--tasks", "rler_local", "--include_path", str(task), "--limit", "4", "--log_samples",
            "--output_path", str(out), "--batch_size", "1"]
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    log = proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0 and "Error during evaluation" not in proc.stdout + proc.stderr, log
     logged = sorted(out.rglob("*rler_local*.jsonl"))
-    assert logged, f"no logged samples under {out}: {sorted(p.name for p in out.rglob('*'))}"
+    assert logged, f"no logged samples under {out}: {sorted(p.name for p in out.rglob('*'))}\n{log}"
     samples = [json.loads(line) for line in logged[0].read_text().splitlines() if line.strip()]
     assert len(samples) == 4
     for s in samples:
