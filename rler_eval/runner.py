@@ -81,10 +81,17 @@ def positive_int(text: str) -> int:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--task", default="synthvid", help="task card name (tasks/<name>.yaml) or path [synthvid]")
+    p.add_argument("--task", default="synthvid",
+                   help="task card name (tasks/<name>.yaml) or path, a group, or a comma-separated list: "
+                        "one model load, one run folder per task, plus a summary. Groups: tempcompass, "
+                        "longvideobench, videommmu, wildvideo, all (tasks/groups/) [synthvid]")
     p.add_argument("--model", default=None,
                    help="local HF checkpoint folder, 'tiny-random', 'vllm:PATH' or 'openai:MODEL@URL' "
                         "[$RLER_MODEL, else the bundled checkpoints/rler-tiny, else tiny-random]")
+    p.add_argument("--model-args", default=None, metavar="K=V,...",
+                   help="backend options, e.g. dtype=bfloat16,attn_implementation=flash_attention_2,"
+                        "device_map=auto (HF); tensor_parallel_size=2,gpu_memory_utilization=0.85 (vLLM); "
+                        "timeout=120,concurrency=8 (OpenAI). Merged over the card's args.model")
     p.add_argument("--strategy", default=None, help="greedy | majority@K | best_of@K | rler@K | rler "
                                                     "[the task card's strategy]")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -126,8 +133,11 @@ def add_arguments(p) -> None:
 
 
 def cli(args) -> int:
-    from rler_eval import preflight, protocol
+    from rler_eval import multirun, preflight, protocol
+    from rler_eval.models import parse_model_args
 
+    if multirun.is_multi(args.task):
+        return multirun.cli(args)
     parse_shard(args.shard)  # a bad --shard fails before any data is read or generated
     if args.decode_workers is not None and args.decode_workers < 0:
         raise InputError(f"--decode-workers must be 0 or more, got {args.decode_workers}")
@@ -150,16 +160,20 @@ def cli(args) -> int:
     warning = protocol.judge_warning(card)
     if warning:
         print(warning, file=sys.stderr)
-    limits = Limits(sample_timeout=args.sample_timeout or None,
-                    decode_workers=default_decode_workers() if args.decode_workers is None else args.decode_workers,
-                    allow_outside_data_root=args.allow_outside_data_root, max_prompt_tokens=args.max_prompt_tokens)
     metrics, out = run(card, model, strategy, overrides, limit=args.limit, shard=args.shard,
                        out=args.out, seed=args.seed, strict=args.strict, retry_errors=args.retry_errors,
-                       cache_dir=False if args.no_cache else args.cache_dir, limits=limits)
+                       cache_dir=False if args.no_cache else args.cache_dir, limits=limits_from_args(args),
+                       model_args={**parse_model_args(card.args.get("model")), **parse_model_args(args.model_args)})
     print_summary(metrics, out)
     if warning:
         print(warning, file=sys.stderr)
     return 0
+
+
+def limits_from_args(args) -> "Limits":
+    return Limits(sample_timeout=args.sample_timeout or None,
+                  decode_workers=default_decode_workers() if args.decode_workers is None else args.decode_workers,
+                  allow_outside_data_root=args.allow_outside_data_root, max_prompt_tokens=args.max_prompt_tokens)
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -197,8 +211,11 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
 def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None, limit: int | None = None,
         shard: str | None = None, out: str | Path | None = None, seed: int = 0, strict: bool = False,
         retry_errors: bool = False, cache_dir: str | None = None, backend=None,
-        limits: Limits | None = None) -> tuple[dict, Path]:
-    """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder)."""
+        limits: Limits | None = None, model_args: dict | None = None) -> tuple[dict, Path]:
+    """Evaluate `model` on `card` with `strategy`; returns (metrics, run folder).
+
+    `backend`: an already loaded backend (several tasks, one load); else `model` is loaded
+    with `model_args` when there is work to do."""
     from rler_eval import election, protocol
     from rler_eval.benchmarks import get_benchmark
 
@@ -209,6 +226,7 @@ def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None
     bench = protocol.wrap(get_benchmark(card.benchmark), card)
     samples = select(bench.load_samples(card), limit, parse_shard(shard))
     config = run_config(card, model, strategy, overrides or {}, seed, shard, limit)
+    config["model_args"] = model_args or {}
     out = Path(out) if out else default_out(config)
     with RunLock(out):
         records = prepare_folder(out, config, retry_errors, card, bench)
@@ -217,7 +235,7 @@ def run(card: TaskCard, model: str, strategy: str, overrides: dict | None = None
         start = time.time()
         if pending:
             with decode_pool(pending, card, cache_dir, limits) as pool:  # workers start before the model loads
-                backend = backend or load_model(model)
+                backend = backend or load_model(model, model_args)
                 config["model_label"] = getattr(backend, "name", model)
                 write_json_atomic(out / "config.json", config)
                 records += evaluate(pending, card, bench, backend, strategy, overrides or {}, out, seed, strict,
@@ -283,11 +301,11 @@ def default_out(config: dict) -> Path:
     return RESULTS_DIR / name
 
 
-def load_model(spec: str):
+def load_model(spec: str, model_args: dict | None = None):
     from rler_eval.models import load_backend
 
     print(f"loading model {spec} ...", file=sys.stderr)
-    return load_backend(spec)
+    return load_backend(spec, **(model_args or {}))
 
 
 def prepare_folder(out: Path, config: dict, retry_errors: bool, card=None, bench=None) -> list[dict]:

@@ -20,7 +20,11 @@ greedy output of this loop equals `model.generate(do_sample=False)` token for to
 
 Requests in a batch are processed one after another (each already decodes its K
 candidates as one batch); batching across different prompts would need padded prefills
-and is not done.
+and is not done. `batch_size` bounds how many of a request's candidates decode together.
+
+Large models: `device_map="auto"` (with optional `max_memory`) lets accelerate spread the
+layers over all visible GPUs; the loop then feeds inputs to the embeddings' device and
+indexes the per-layer KV cache with CPU indices, which serve a cache on any device.
 """
 
 from __future__ import annotations
@@ -152,7 +156,9 @@ class HFBackend:
 
     def __init__(self, model_path: str, label: str | None = None, device: str | None = None,
                  dtype=None, trust_remote_code: bool = False, prefill_cache_size: int = 4,
-                 attn_implementation: str | None = None):
+                 attn_implementation: str | None = None, device_map=None, max_memory: dict | None = None,
+                 offload_folder: str | None = None,
+                 max_pixels: int | None = None, min_pixels: int | None = None, batch_size: int | None = None):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -160,11 +166,17 @@ class HFBackend:
         self.model_path = str(model_path)
         self.device = pick_device(device)
         self.dtype = pick_dtype(self.device, dtype)
-        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.processor = AutoProcessor.from_pretrained(self.model_path, trust_remote_code=trust_remote_code)
+        set_pixel_bounds(self.processor, max_pixels, min_pixels)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_path, dtype=self.dtype, trust_remote_code=trust_remote_code, **extra).to(self.device).eval()
+            self.model_path, dtype=self.dtype, trust_remote_code=trust_remote_code,
+            **load_kwargs(attn_implementation, device_map, max_memory, offload_folder)).eval()
+        if device_map is None:
+            self.model.to(self.device)
+        else:  # accelerate placed the layers; inputs go where the embeddings live
+            self.device = str(self.model.get_input_embeddings().weight.device)
+        self.batch_size = batch_size  # most candidate rows decoded at once; None = all K of a request
         self.prefill_cache_size = prefill_cache_size
         self._prefills: OrderedDict[str, Prefill] = OrderedDict()
         self.stop_ids = self._stop_ids()
@@ -181,7 +193,19 @@ class HFBackend:
 
     def generate(self, requests: list[GenerationRequest]) -> list[list[Candidate]]:
         """For each request, `request.k` candidates in the order of its temperatures."""
-        return [self._generate_one(req) for req in requests]
+        return [self._generate_chunked(req) for req in requests]
+
+    def _generate_chunked(self, req: GenerationRequest) -> list[Candidate]:
+        """At most `batch_size` candidates decode together; the chunks share one cached prefill."""
+        step = self.batch_size or req.k
+        if req.k <= step:
+            return self._generate_one(req)
+        seeds = req.seeds or [None] * req.k
+        out: list[Candidate] = []
+        for i in range(0, req.k, step):
+            out += self._generate_one(GenerationRequest(req.prompt, req.temperatures[i:i + step], seeds[i:i + step],
+                                                        req.max_new_tokens, req.top_p))
+        return out
 
     def clear_prefill_cache(self) -> None:
         self._prefills.clear()
@@ -419,7 +443,7 @@ class HFBackend:
                 cache = DynamicCache([(kk.expand(n, -1, -1, -1), vv.expand(n, -1, -1, -1)) for kk, vv in pre.kv],
                                      config=self.model.config)
             elif len(keep_rows) < len(active):  # drop rows that just finished
-                cache.batch_select_indices(torch.tensor(keep_rows, device=pre.logits.device))
+                cache.batch_select_indices(torch.tensor(keep_rows))  # CPU indices serve layers on any device
             active = next_active
             tokens = torch.tensor([[chosen[r]] for r in keep_rows], device=self.device)
             pos = pre.prompt_len + step  # text position of the token being fed
@@ -464,3 +488,49 @@ def video_input(frameset):
     meta = VideoMetadata(total_num_frames=n, fps=fps, frames_indices=list(range(n)),
                          height=int(frames.shape[1]), width=int(frames.shape[2]), duration=frameset.duration)
     return frames, meta
+
+
+def load_kwargs(attn_implementation, device_map, max_memory, offload_folder=None) -> dict:
+    """`from_pretrained` keywords for the options that were given (device_map="auto" shards across GPUs)."""
+    given = {"attn_implementation": attn_implementation, "device_map": device_map, "max_memory": max_memory,
+             "offload_folder": offload_folder}
+    if max_memory:
+        given["max_memory"] = {int(k) if str(k).isdigit() else k: v for k, v in max_memory.items()}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def set_pixel_bounds(processor, max_pixels: int | None, min_pixels: int | None) -> None:
+    """Bound the pixels per image (and per video frame) the vision tower sees (Qwen2-VL family)."""
+    for sub in (getattr(processor, "image_processor", None), getattr(processor, "video_processor", None)):
+        size = getattr(sub, "size", None)
+        if size is None:
+            continue
+        for key, value in (("longest_edge", max_pixels), ("shortest_edge", min_pixels)):
+            if value is None:
+                continue
+            if isinstance(size, dict):
+                size[key] = int(value)
+            else:  # transformers 5: a SizeDict dataclass
+                setattr(size, key, int(value))
+
+
+# model arguments (`--model-args` / a card's `args.model`) -> help; see models/__init__.py
+MODEL_ARGS = {
+    "dtype": "bfloat16, float16, float32 or auto [bf16 on a GPU that has it, else fp16; fp32 on the CPU]",
+    "attn_implementation": "eager, sdpa or flash_attention_2 [transformers' choice]",
+    "device_map": "auto shards a large model across all visible GPUs (accelerate); or a mapping",
+    "offload_folder": "with device_map: where layers mapped to disk are kept",
+    "max_memory": "with device_map: memory per device, e.g. {0: 20GiB, 1: 20GiB, cpu: 64GiB}",
+    "device": "cpu, cuda, cuda:1 ... without device_map [cuda when available]",
+    "max_pixels": "most pixels per image or video frame after the processor's resize",
+    "min_pixels": "fewest pixels per image or video frame",
+    "batch_size": "most candidates decoded together (bounds memory at large K) [all K of a request]",
+    "prefill_cache_size": "prompts whose prefill is kept for later adaptive rounds [4]",
+    "trust_remote_code": "run the checkpoint's own code [false]",
+    "label": "the name shown in reports [the path]",
+}
+
+
+def load(target: str, **model_args) -> HFBackend:
+    """The registry's entry point: `target` is a local checkpoint folder or a hub id."""
+    return HFBackend(target, **model_args)

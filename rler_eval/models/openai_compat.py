@@ -246,3 +246,22 @@ class OpenAIBackend:
                 time.sleep(delay)
                 delay *= 2
         raise ServerError(f"{self.base_url}/chat/completions failed for model {self.model!r}: {err}")
+
+
+# model arguments (`--model-args` / a card's `args.model`) -> help; see models/__init__.py
+MODEL_ARGS = {
+    "timeout": "seconds to wait for one HTTP response [600]",
+    "concurrency": "HTTP calls in flight at once for one prompt's candidates [1]",
+    "max_retries": "retries of a failed call, with backoff [3]",
+    "use_n": "ask for n candidates per call (false: one call per candidate) [true]",
+    "logprobs": "ask for token log-probs [true]",
+    "image_format": "PNG or JPEG for the frames sent as data URLs [PNG]",
+    "api_key": "bearer token [$OPENAI_API_KEY, else EMPTY]",
+    "extra_body": "a mapping merged into every request body, e.g. {top_k: 20}",
+    "label": "the name shown in reports [MODEL@URL]",
+}
+
+
+def load(target: str, **model_args) -> OpenAIBackend:
+    """The registry's entry point: `target` is `MODEL@URL` (or MODEL with $OPENAI_BASE_URL)."""
+    return OpenAIBackend.from_spec(target, **model_args)

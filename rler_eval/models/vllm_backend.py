@@ -184,3 +184,21 @@ class VLLMBackend:
         self.stats["candidates"] += len(where)
         self.stats["generated_tokens"] += sum(c.n_tokens for row in result for c in row if c)
         return result  # type: ignore[return-value]
+
+
+# model arguments (`--model-args` / a card's `args.model`) -> help; any other argument
+# goes to `vllm.LLM(...)` unchanged (see models/__init__.py)
+MODEL_ARGS = {
+    "tensor_parallel_size": "GPUs one model is split across [1]",
+    "gpu_memory_utilization": "fraction of each GPU's memory vLLM may take [0.9]",
+    "max_model_len": "context length to reserve the KV cache for [the model's]",
+    "dtype": "auto, bfloat16, float16 [auto]",
+    "limit_mm_per_prompt": "most images/videos per prompt [{image: 64, video: 1}]",
+    "trust_remote_code": "run the checkpoint's own code [false]",
+    "label": "the name shown in reports [vllm:PATH]",
+}
+
+
+def load(target: str, **model_args) -> VLLMBackend:
+    """The registry's entry point: `target` is the checkpoint path."""
+    return VLLMBackend(target, **model_args)

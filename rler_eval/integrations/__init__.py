@@ -1,0 +1,1 @@
+"""Bridges to other evaluation tools. `lmms_plugin` makes rler-eval a model of lmms-eval."""
