@@ -1,0 +1,128 @@
+"""Uncertainty for accuracies: percentile bootstrap intervals, per cell and paired.
+
+Why: an accuracy without its uncertainty misleads. On 40 questions one question moves the
+accuracy by 2.5 points, and a 4-question fixture run says almost nothing; the reader must
+see that next to the number. The percentile bootstrap needs no distributional assumption
+and works for any per-question score (0/1, judge scores in [0, 1]) and for aggregates that
+are not plain means (a benchmark's macro average over sub-tasks), by resampling questions.
+
+Paired comparisons resample the *same* questions for both strategies, so the per-question
+correlation (most questions are easy or hard for both) is kept and the interval of the
+difference is much narrower than two independent intervals would suggest. A difference
+"holds" when its 95 % interval excludes zero.
+
+Caveat, stated where it is shown: with all questions right (or all wrong) the percentile
+interval collapses to a point; that says nothing about the true accuracy being exactly 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+N_BOOT = 2000
+LEVEL = 0.95
+
+
+@dataclass
+class Interval:
+    """A point estimate with its percentile bootstrap interval over `n` questions."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def format(self, scale: float = 100.0, digits: int = 1) -> str:
+        """'45.0 [38.1, 52.3]' (scaled to percent by default); 'n/a' when there is no data."""
+        if self.n == 0 or np.isnan(self.value):
+            return "n/a"
+        f = f"{{:.{digits}f}}"
+        v, lo, hi = (f.format(x * scale) for x in (self.value, self.low, self.high))
+        return f"{v} [{lo}, {hi}]"
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "level": LEVEL}
+
+
+@dataclass
+class PairedDiff:
+    """Accuracy of A minus accuracy of B on the same `n` questions, with its interval."""
+
+    diff: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def holds(self) -> bool:
+        """True when the interval excludes zero: the difference is not bootstrap noise."""
+        return self.n > 0 and (self.low > 0 or self.high < 0)
+
+
+def _indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _bounds(stats: np.ndarray, level: float) -> tuple[float, float]:
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(scores: Sequence[float], n_boot: int = N_BOOT, level: float = LEVEL, seed: int = 0) -> Interval:
+    """Mean of per-question `scores` with its percentile bootstrap interval."""
+    x = np.asarray(scores, dtype=float)
+    if x.size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    means = x[_indices(x.size, n_boot, seed)].mean(axis=1)
+    return Interval(float(x.mean()), *_bounds(means, level), int(x.size))
+
+
+def bootstrap_statistic(items: Sequence, statistic: Callable[[list], float], n_boot: int = 1000,
+                        level: float = LEVEL, seed: int = 0) -> Interval:
+    """Any statistic of a list of questions (e.g. a benchmark's own aggregate), bootstrapped
+    by resampling the questions. Slower than `bootstrap_ci`: one Python call per resample."""
+    items = list(items)
+    if not items:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    stats = np.array([statistic([items[i] for i in row]) for row in _indices(len(items), n_boot, seed)])
+    return Interval(float(statistic(items)), *_bounds(stats, level), len(items))
+
+
+def bootstrap_mean_of_tasks(per_task_scores: Sequence[Sequence[float]], n_boot: int = N_BOOT,
+                            level: float = LEVEL, seed: int = 0) -> Interval:
+    """The unweighted mean over tasks of each task's mean score; each task's questions are
+    resampled on their own (tasks are fixed, questions within them are the sample)."""
+    arrays = [np.asarray(s, dtype=float) for s in per_task_scores]
+    if not arrays or any(a.size == 0 for a in arrays):
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    boots = np.stack([a[_indices(a.size, n_boot, seed + i)].mean(axis=1) for i, a in enumerate(arrays)])
+    value = float(np.mean([a.mean() for a in arrays]))
+    return Interval(value, *_bounds(boots.mean(axis=0), level), int(sum(a.size for a in arrays)))
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT, level: float = LEVEL,
+                     seed: int = 0) -> PairedDiff:
+    """mean(a) - mean(b) where a[i] and b[i] score the same question i."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired bootstrap needs scores on the same questions ({x.size} vs {y.size})")
+    if x.size == 0:
+        return PairedDiff(float("nan"), float("nan"), float("nan"), 0)
+    d = x - y
+    diffs = d[_indices(d.size, n_boot, seed)].mean(axis=1)
+    return PairedDiff(float(d.mean()), *_bounds(diffs, level), int(d.size))
+
+
+def paired_scores(a: dict, b: dict) -> tuple[list[float], list[float], list[str]]:
+    """Align two {question id: score} maps on their shared ids (sorted)."""
+    ids = sorted(set(a) & set(b))
+    return [a[i] for i in ids], [b[i] for i in ids], ids
+
+
+def record_scores(records: list[dict]) -> dict[str, float]:
+    """{id: score} of a run's records; error records score 0, as the benchmarks count them."""
+    return {str(r["id"]): float(r.get("score") or 0.0) for r in records}
