@@ -17,7 +17,7 @@ interval collapses to a point; that says nothing about the true accuracy being e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -34,6 +34,7 @@ class Interval:
     low: float
     high: float
     n: int
+    replicates: np.ndarray | None = field(default=None, repr=False)  # the bootstrap statistics
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
         """'45.0 [38.1, 52.3]' (scaled to percent by default); 'n/a' when there is no data."""
@@ -78,10 +79,10 @@ def bootstrap_ci(scores: Sequence[float], n_boot: int = N_BOOT, level: float = L
     if x.size == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     means = x[_indices(x.size, n_boot, seed)].mean(axis=1)
-    return Interval(float(x.mean()), *_bounds(means, level), int(x.size))
+    return Interval(float(x.mean()), *_bounds(means, level), int(x.size), means)
 
 
-def bootstrap_statistic(items: Sequence, statistic: Callable[[list], float], n_boot: int = 1000,
+def bootstrap_statistic(items: Sequence, statistic: Callable[[list], float], n_boot: int = N_BOOT,
                         level: float = LEVEL, seed: int = 0) -> Interval:
     """Any statistic of a list of questions (e.g. a benchmark's own aggregate), bootstrapped
     by resampling the questions. Slower than `bootstrap_ci`: one Python call per resample."""
@@ -89,19 +90,27 @@ def bootstrap_statistic(items: Sequence, statistic: Callable[[list], float], n_b
     if not items:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     stats = np.array([statistic([items[i] for i in row]) for row in _indices(len(items), n_boot, seed)])
-    return Interval(float(statistic(items)), *_bounds(stats, level), len(items))
+    return Interval(float(statistic(items)), *_bounds(stats, level), len(items), stats)
 
 
-def bootstrap_mean_of_tasks(per_task_scores: Sequence[Sequence[float]], n_boot: int = N_BOOT,
-                            level: float = LEVEL, seed: int = 0) -> Interval:
-    """The unweighted mean over tasks of each task's mean score; each task's questions are
-    resampled on their own (tasks are fixed, questions within them are the sample)."""
-    arrays = [np.asarray(s, dtype=float) for s in per_task_scores]
-    if not arrays or any(a.size == 0 for a in arrays):
+def mean_of(intervals: Sequence[Interval], level: float = LEVEL) -> Interval:
+    """The unweighted mean over tasks of their values, with an interval from the mean of their
+    bootstrap replicates (each task's questions resampled on its own; the tasks are fixed)."""
+    if not intervals or any(i.replicates is None or i.n == 0 for i in intervals):
         return Interval(float("nan"), float("nan"), float("nan"), 0)
-    boots = np.stack([a[_indices(a.size, n_boot, seed + i)].mean(axis=1) for i, a in enumerate(arrays)])
-    value = float(np.mean([a.mean() for a in arrays]))
-    return Interval(value, *_bounds(boots.mean(axis=0), level), int(sum(a.size for a in arrays)))
+    reps = np.mean(np.stack([i.replicates for i in intervals]), axis=0)
+    return Interval(float(np.mean([i.value for i in intervals])), *_bounds(reps, level),
+                    int(sum(i.n for i in intervals)), reps)
+
+
+def accuracy_interval(records: list[dict], card, bench) -> Interval:
+    """The benchmark's own headline accuracy over `records` with its bootstrap interval: a plain
+    mean of scores is resampled directly, any other aggregate by re-running `bench.aggregate`."""
+    scores = [float(r.get("score") or 0.0) for r in records]
+    value = float(bench.aggregate(records, card).get("accuracy", float("nan"))) if records else float("nan")
+    if not records or abs(value - float(np.mean(scores))) < 1e-9:
+        return bootstrap_ci(scores)
+    return bootstrap_statistic(records, lambda rs: float(bench.aggregate(rs, card)["accuracy"]))
 
 
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = N_BOOT, level: float = LEVEL,

@@ -148,7 +148,7 @@ class Browser:
         to_chrome_r, self._w = os.pipe()
         self._r, from_chrome_w = os.pipe()
 
-        def fds():  # in the child: the pipe ends become fds 3 and 4
+        def fds():  # in the child, before the fds not in pass_fds are closed: the pipe ends become 3 and 4
             a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
             os.dup2(a, 3)
             os.dup2(b, 4)
@@ -156,7 +156,7 @@ class Browser:
         self.proc = subprocess.Popen(
             [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
              "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=fds, pass_fds=(to_chrome_r, from_chrome_w))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=fds, pass_fds=(3, 4))
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self._buf, self._id, self.session = b"", 0, None
