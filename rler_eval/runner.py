@@ -300,6 +300,9 @@ def compute_metrics(records: list[dict], card: TaskCard, bench) -> dict:
     metrics["n"] = len(records)
     metrics.update(cost_metrics(ok))
     metrics.update(evidence_metrics(ok))
+    from rler_eval.stats import accuracy_interval  # 95 % bootstrap interval of the headline accuracy
+
+    metrics["accuracy_ci95"] = accuracy_interval(records, card, bench).to_dict()
     return metrics
 
 
@@ -359,7 +362,9 @@ def write_json_atomic(path: str | Path, obj) -> None:
 def print_summary(metrics: dict, out: Path) -> None:
     run = metrics.get("run", {})
     print(f"\n{run.get('task')} | model: {run.get('model')} | strategy: {run.get('strategy')}")
-    print(f"  accuracy: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
+    ci = metrics.get("accuracy_ci95") or {}
+    ci_text = f" [{ci['low']:.4f}, {ci['high']:.4f}] 95% CI" if ci.get("n") else ""
+    print(f"  accuracy: {metrics.get('accuracy', 0.0):.4f}{ci_text}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
     print(f"  candidates per question: {metrics.get('candidates_per_question', 0.0):.2f}")
     if "grounding_f1" in metrics:
         print(f"  grounding F1: {metrics['grounding_f1']:.3f}  transparency rate: {metrics['transparency_rate']:.3f}")

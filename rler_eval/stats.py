@@ -45,7 +45,10 @@ class Interval:
         return f"{v} [{lo}, {hi}]"
 
     def to_dict(self) -> dict:
-        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n, "level": LEVEL}
+        """JSON-ready: NaN (no data) becomes None."""
+        clean = {k: None if np.isnan(v) else round(float(v), 6) for k, v in
+                 (("value", self.value), ("low", self.low), ("high", self.high))}
+        return {**clean, "n": self.n, "level": LEVEL, "method": "percentile bootstrap over questions"}
 
 
 @dataclass
