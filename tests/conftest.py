@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling imports (from test_election_e2e import ...)
 _DATA = tempfile.mkdtemp(prefix="rler-eval-test-data-")
 atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
 os.environ["RLER_DATA"] = _DATA  # never the user's data folder: tests generate into it
