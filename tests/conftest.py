@@ -29,6 +29,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+from hypothesis import settings as _hyp  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
+
+_hyp.register_profile("rler", database=DirectoryBasedExampleDatabase(os.path.join(_DATA, ".hypothesis")))
+_hyp.load_profile("rler")  # the example database goes with the session's data, not into ./.hypothesis
+
 
 @pytest.fixture()
 def no_judge(monkeypatch):
