@@ -29,11 +29,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from hypothesis import settings as _hyp  # noqa: E402
-from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: E402
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_DATA, ".hypothesis")
 
-_hyp.register_profile("rler", database=DirectoryBasedExampleDatabase(os.path.join(_DATA, ".hypothesis")))
-_hyp.load_profile("rler")  # the example database goes with the session's data, not into ./.hypothesis
+from hypothesis import configuration as _hyp_config  # noqa: E402
+
+_hyp_config.set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])  # not ./.hypothesis
 
 
 @pytest.fixture()
