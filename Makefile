@@ -23,13 +23,14 @@ RUN_FLAGS = --task $(TASK) --model $(MODEL) \
 	$(if $(STRATEGY),--strategy $(STRATEGY)) $(if $(FRAMES),--frames $(FRAMES)) \
 	$(if $(LIMIT),--limit $(LIMIT)) $(if $(OUT),--out $(OUT))
 
-.PHONY: help setup test eval report bench synth sweep train tiny-model results-tiny results-election election-fixture fixtures clean
+.PHONY: help setup browser test eval report show bench synth sweep train tiny-model results-tiny results-election election-fixture fixtures clean
 
 help:
-	@echo "make setup        create $(VENV): $(TORCH_SPEC), then pip install -e '.[$(EXTRAS)]'"
+	@echo "make setup        create $(VENV): $(TORCH_SPEC), then pip install -e '.[$(EXTRAS)]'; chromium (apt) for the viewer test"
 	@echo "make test         run the test suite"
 	@echo "make eval         evaluate MODEL on TASK (default: $(TASK) with $(MODEL)); STRATEGY, FRAMES, LIMIT, OUT"
-	@echo "make report       leaderboard (markdown, CSV, PNG) from RUNS"
+	@echo "make report       leaderboard (markdown, CSV, PNG) from RUNS, with 95% bootstrap intervals"
+	@echo "make show         HTML evidence viewer of one run: make show RUN=results/runs/<run>"
 	@echo "make bench        print performance figures (video decode, cache, generation, election)"
 	@echo "make synth        write a synthvid set to data/synthvid-custom"
 	@echo "make sweep        sweep strategies over recorded runs (RUNS)"
@@ -44,9 +45,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-setup: $(BIN)/python
+setup: $(BIN)/python browser
 	$(BIN)/pip install $(TORCH_SPEC)
 	$(BIN)/pip install -e ".[$(EXTRAS)]"
+
+# Headless Chromium for the evidence viewer's browser test (tests/test_show.py): Debian's
+# `chromium` package, installed with apt-get when missing (as root, e.g. in CI).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else echo "install Debian's chromium package (sudo apt-get install chromium) for tests/test_show.py"; fi
 
 test:
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -56,6 +65,10 @@ eval:
 
 report:
 	$(BIN)/rler-eval report $(RUNS)
+
+show:
+	@test -n "$(RUN)" || { echo "usage: make show RUN=results/runs/<run folder>"; exit 2; }
+	$(BIN)/rler-eval show $(RUN)
 
 bench:
 	$(BIN)/python bench/bench_video.py

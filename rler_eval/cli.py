@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "synth": ("rler_eval.benchmarks.synthvid", "generate synthvid clips and annotations"),
     "score": ("rler_eval.scoring", "score model responses for a task without a model"),
     "elect": ("rler_eval.replay", "re-run a strategy offline on a run's recorded candidates"),
+    "show": ("rler_eval.show", "write an HTML page showing each question's frames, candidates and election"),
     "sweep": ("rler_eval.sweep", "sweep strategies and weights over recorded runs"),
     "train": ("rler_eval.training.cli", "run a training recipe (SFT and/or GRPO)"),
     "tasks": ("rler_eval.tasks_cli", "list the task cards"),

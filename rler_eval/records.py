@@ -178,6 +178,9 @@ def compute_metrics(records: list[dict], card, bench) -> dict:
     metrics["n"] = len(records)
     metrics.update(cost_metrics(ok))
     metrics.update(evidence_metrics(ok))
+    from rler_eval.stats import accuracy_interval  # 95 % bootstrap interval of the headline accuracy
+
+    metrics["accuracy_ci95"] = accuracy_interval(records, card, bench).to_dict()
     return metrics
 
 

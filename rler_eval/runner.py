@@ -552,7 +552,9 @@ def print_summary(metrics: dict, out: Path) -> None:
     run = metrics.get("run", {})
     print(f"\n{run.get('task')} | model: {run.get('model')} | strategy: {run.get('strategy')}")
     name = metrics.get("metric_name", "accuracy")  # e.g. "accuracy (rule fallback, not official)"
-    print(f"  {name}: {metrics.get('accuracy', 0.0):.4f}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
+    ci = metrics.get("accuracy_ci95") or {}
+    ci_text = f" [{ci['low']:.4f}, {ci['high']:.4f}] 95% CI" if ci.get("n") else ""
+    print(f"  {name}: {metrics.get('accuracy', 0.0):.4f}{ci_text}  (n={metrics.get('n')}, errors={metrics.get('errors')})")
     print(f"  candidates per question: {metrics.get('candidates_per_question', 0.0):.2f}")
     if "grounding_f1" in metrics:
         print(f"  grounding F1: {metrics['grounding_f1']:.3f}  transparency rate: {metrics['transparency_rate']:.3f}")

@@ -127,6 +127,7 @@ def evaluate_setting(records, strategy, overrides, bench, card) -> dict:
     agg = bench.aggregate(new, card)
     n = max(len(preds), 1)
     return {"status": "ok", "accuracy": float(agg.get("accuracy", 0.0)),
+            "_scores": {str(r["id"]): float(r.get("score") or 0.0) for r in new},
             "candidates_per_question": sum(p["n_candidates"] for p in preds) / n,
             "model_calls_per_question": sum(p["model_calls"] for p in preds) / n,
             "abstentions": sum(p["answer"] is None for p in preds)}
@@ -176,15 +177,17 @@ def sweep(paths: list[str], out: str | Path) -> dict:
                            "overrides": ",".join(f"{k}={v}" for k, v in overrides.items()), **res})
     tables = {}
     for kind in ("sweep", "ablation"):
+        add_paired_marks(rows[kind], baseline_of if kind == "ablation" else lambda label: "greedy")
         df = pd.DataFrame(rows[kind])
         for col in ("accuracy", "candidates_per_question", "model_calls_per_question", "abstentions"):
             if col not in df:
                 df[col] = float("nan")
-        df = df[["run", "task", "recorded_with", "setting", "strategy", "overrides", "accuracy",
-                 "candidates_per_question", "model_calls_per_question", "abstentions", "status"]]
+        df = df[["run", "task", "recorded_with", "setting", "strategy", "overrides", "accuracy", "ci95",
+                 "vs", "diff_vs", "holds", "candidates_per_question", "model_calls_per_question", "abstentions",
+                 "status"]]
         df.to_csv(out / f"{kind}.csv", index=False)
         md = df.drop(columns=["strategy", "overrides"]).to_markdown(index=False, floatfmt=".4f")
-        (out / f"{kind}.md").write_text(f"# {kind}\n\n{md}\n")
+        (out / f"{kind}.md").write_text(f"# {kind}\n\n{PAIRED_NOTE}\n\n{md}\n")
         tables[kind] = df
         tables[f"{kind}_md"] = md
     df = pd.DataFrame(spread)
@@ -194,6 +197,39 @@ def sweep(paths: list[str], out: str | Path) -> dict:
     (out / "scores.md").write_text(f"# scores: how often each is constant within a question\n\n{tables['scores_md']}\n")
     plot(tables["sweep"], out / "sweep.png", plt)
     return tables
+
+
+PAIRED_NOTE = ("ci95: accuracy (%) with its 95 % percentile bootstrap interval over the run's questions. "
+               "diff_vs: accuracy minus that of the setting in `vs`, on the same questions, with its paired "
+               "bootstrap 95 % interval; holds = yes when that interval excludes 0 (the difference is not "
+               "question-sampling noise).")
+
+
+def baseline_of(label: str) -> str:
+    """The ablation's reference: the same strategy with no score removed."""
+    return label.rsplit(" ", 1)[0] + " none"
+
+
+def add_paired_marks(rows: list[dict], baseline) -> None:
+    """Per row: its accuracy interval, and a paired bootstrap against its baseline setting of
+    the same run (same questions). Rows without scores (short runs) get empty marks."""
+    from rler_eval import stats
+
+    by_key = {(r["run"], r["setting"]): r.get("_scores") for r in rows}
+    for r in rows:
+        scores = r.pop("_scores", None)
+        r.update(ci95="", vs="", diff_vs="", holds="")
+        if scores is None:
+            continue
+        r["ci95"] = stats.bootstrap_ci(list(scores.values())).format()
+        base = baseline(r["setting"])
+        ref = by_key.get((r["run"], base))
+        if base == r["setting"] or ref is None:
+            continue
+        a, b, _ = stats.paired_scores(scores, ref)
+        d = stats.paired_bootstrap(a, b)
+        r.update(vs=base, diff_vs=f"{100 * d.diff:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]",
+                 holds="yes" if d.holds else "no")
 
 
 def plot(df, path: Path, plt) -> None:

@@ -1,9 +1,18 @@
-"""Test-wide settings (caches stay inside the checkout, hub access is off) and shared fixtures."""
+"""Test-wide settings and shared fixtures.
 
+Nothing is written into the checkout: generated data ($RLER_DATA, e.g. the default synthvid
+set) goes to a temporary folder of this session, removed at exit, and caches (the tiny
+model, decoded frames) to a per-user folder under the system's temporary directory, reused
+across sessions since every entry there is keyed by its inputs. Hub access is off.
+"""
+
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,11 +26,21 @@ if not str(getattr(sys.modules.get("tests"), "__path__", [""])[0]).startswith(st
 
     sys.modules["tests"] = types.ModuleType("tests")
     sys.modules["tests"].__path__ = [str(REPO / "tests")]
-os.environ.setdefault("RLER_CACHE", str(REPO / ".cache"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling imports (from test_election_e2e import ...)
+_DATA = tempfile.mkdtemp(prefix="rler-eval-test-data-")
+atexit.register(shutil.rmtree, _DATA, ignore_errors=True)
+os.environ["RLER_DATA"] = _DATA  # never the user's data folder: tests generate into it
+os.environ.setdefault("RLER_CACHE", str(Path(tempfile.gettempdir()) / f"rler-eval-test-cache-{os.getuid()}"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = os.path.join(_DATA, ".hypothesis")
+
+from hypothesis import configuration as _hyp_config  # noqa: E402
+
+_hyp_config.set_hypothesis_home_dir(os.environ["HYPOTHESIS_STORAGE_DIRECTORY"])  # not ./.hypothesis
 
 
 @pytest.fixture()
