@@ -43,8 +43,11 @@ def merge(shards: list[Path], out: Path) -> dict:
             records[r["id"]] = r
     with RunLock(out):
         rewrite_records(out, list(records.values()))
+    from rler_eval import protocol
+
     card = load_task(base["card"] or base["task"])
-    bench = get_benchmark(card.benchmark)
+    card.args.update({k: base[k] for k in ("protocol", "scorer") if base.get(k)})  # as the shards were scored
+    bench = protocol.wrap(get_benchmark(card.benchmark), card)
     metrics = compute_metrics(list(records.values()), card, bench)
     metrics["run"] = {"task": base["task"], "model": base.get("model_label", base["model"]),
                       "strategy": base["strategy"], "frames": base["frames"]["n"], "merged_from": len(shards)}

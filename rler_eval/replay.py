@@ -98,7 +98,10 @@ def replay_run(run: str | Path, strategy: str, overrides: dict | None = None,
     run = Path(run)
     config, records = load_run(run)
     card = load_card(config, run)
-    bench = get_benchmark(card.benchmark)
+    card.args.update({k: config[k] for k in ("protocol", "scorer") if config.get(k)})  # as the run was scored
+    from rler_eval import protocol
+
+    bench = protocol.wrap(get_benchmark(card.benchmark), card)
     out = Path(out) if out else run.parent / f"{run.name}__elect_{strategy.replace('@', 'at')}"
     if out.resolve() == run.resolve():
         raise InputError("--out must differ from the source run folder")

@@ -150,7 +150,7 @@ def cell_interval(run: Path, metrics: dict, config: dict, records: list[dict], m
         return stats.bootstrap_ci(scores)
     try:
         from rler_eval.benchmarks import get_benchmark
-        from rler_eval.election.replay import load_card
+        from rler_eval.replay import load_card
 
         card = load_card(config, run)
         return stats.accuracy_interval(records, card, get_benchmark(card.benchmark))

@@ -316,7 +316,7 @@ def write_viewer(run: str | Path, out: str | Path | None = None, only: str | Non
     """Write the viewer pages for `run`; returns the path of index.html."""
     from tqdm import tqdm
 
-    from rler_eval.election.replay import load_run
+    from rler_eval.replay import load_run
 
     if per_page < 1:
         raise InputError("--per-page must be at least 1")

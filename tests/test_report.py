@@ -31,7 +31,7 @@ def card(root: Path, name: str, n: int, seed: int) -> Path:
 def runs(tmp_path_factory):
     """synth_a: rler@3 on 6 questions and again on 2 (a duplicate of one cell), and a majority@3
     replay of the 6; synth_b (its card under a 'fixtures' folder): rler@3 on 3 questions."""
-    from rler_eval.election.replay import replay_run
+    from rler_eval.replay import replay_run
     from rler_eval.models import load_backend
     from rler_eval.runner import run
     from rler_eval.tasks import load_task

@@ -97,7 +97,7 @@ def test_accuracy_interval_uses_the_benchmark_aggregate():
 
 
 def test_sweep_marks_paired_differences():
-    from rler_eval.election.sweep import add_paired_marks, baseline_of
+    from rler_eval.sweep import add_paired_marks, baseline_of
 
     ids = [f"q{i}" for i in range(100)]
     greedy = {i: float(k % 2) for k, i in enumerate(ids)}
