@@ -19,6 +19,16 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(p for p in (REPO / "train").glob("*.yaml") if "name" in (yaml.safe_load(p.read_text()) or {}))
 
 
+
+@pytest.fixture(autouse=True)
+def no_global_deepspeed_config():
+    """TrainingArguments built in a DeepSpeed launch environment register a process-global
+    HfDeepSpeedConfig in transformers; drop it so later tests load models normally."""
+    yield
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+
 def test_there_are_recipes_and_each_names_an_existing_accelerate_config():
     assert {p.name for p in RECIPES} >= {"tiny_cpu.yaml", "qwen2_5_vl_7b.yaml"}
     for path in RECIPES:
