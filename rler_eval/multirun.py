@@ -93,16 +93,10 @@ def run_one(card, args, model: str, model_args: dict, backend, root: Path | None
     """One task of the list through `runner.run` with the shared backend; failures become a row."""
     from rler_eval import runner
 
-    if args.frames:
-        card.frames.n = args.frames
-    if args.max_new_tokens:
-        card.max_new_tokens = args.max_new_tokens
-    if args.ablate_frames:
-        card.frames.ablate = args.ablate_frames
-    strategy = args.strategy or card.strategy
-    overrides = {**(card.args.get("election") or {}), **runner.parse_sets(args.sets)}
     t0 = time.time()
+    strategy = args.strategy or card.strategy  # named in the row even when the settings fail
     try:
+        strategy, overrides = runner.apply_run_args(card, args)
         metrics, out = runner.run(card, model, strategy, overrides, limit=args.limit, shard=args.shard,
                                   out=(root / card.name) if root else None, seed=args.seed, strict=args.strict,
                                   retry_errors=args.retry_errors, backend=backend, model_args=model_args,

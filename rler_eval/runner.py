@@ -144,17 +144,7 @@ def cli(args) -> int:
     if args.sample_timeout < 0:
         raise InputError(f"--sample-timeout must be 0 (no limit) or more, got {args.sample_timeout:g}")
     card = load_task(args.task)
-    strategy = protocol.apply_protocol(card, args.protocol, args.strategy or card.strategy)
-    if args.frames:
-        card.frames.n = args.frames
-    if args.max_new_tokens:
-        card.max_new_tokens = args.max_new_tokens
-    if args.ablate_frames:
-        card.frames.ablate = args.ablate_frames
-    if args.scorer:
-        card.args["scorer"] = args.scorer
-    overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
-    preflight.validate_settings(overrides)  # before any folder or sample: a typo is one line, exit 2
+    strategy, overrides = apply_run_args(card, args)
     model = args.model or default_model()
     preflight.check_model(model)
     warning = protocol.judge_warning(card)
@@ -168,6 +158,27 @@ def cli(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     return 0
+
+
+def apply_run_args(card: TaskCard, args) -> tuple[str, dict]:
+    """The command line's card settings applied to `card`: (strategy, election overrides).
+
+    Shared by single-task runs and task lists, so every task sees the same flags; the
+    overrides are validated here, before any folder or sample (a typo is one line, exit 2)."""
+    from rler_eval import preflight, protocol
+
+    strategy = protocol.apply_protocol(card, args.protocol, args.strategy or card.strategy)
+    if args.frames:
+        card.frames.n = args.frames
+    if args.max_new_tokens:
+        card.max_new_tokens = args.max_new_tokens
+    if args.ablate_frames:
+        card.frames.ablate = args.ablate_frames
+    if args.scorer:
+        card.args["scorer"] = args.scorer
+    overrides = {**(card.args.get("election") or {}), **parse_sets(args.sets)}
+    preflight.validate_settings(overrides)
+    return strategy, overrides
 
 
 def limits_from_args(args) -> "Limits":
