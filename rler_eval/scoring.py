@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def add_arguments(p) -> None:
 
 
 def cli(args) -> int:
+    from rler_eval.multirun import load_groups
+
+    group = load_groups().get(args.task)
+    if group:  # a group's cards read different rows: which card a file belongs to must be said
+        raise InputError(f"--task {args.task} is a task group ({', '.join(group)}); "
+                         f"score takes one card: --task {group[0]}")
     metrics, scored = score_file(args.task, args.input, args.scorer)
     if args.out:
         out = Path(args.out)
@@ -60,7 +67,9 @@ def score_file(task: str, path: str | Path, scorer: str | None = None) -> tuple[
 
     Every line is scored on its own: several responses to one question (several models,
     candidates or prompt styles) are the normal case. The aggregate counts every line and
-    says how many questions appear more than once (`duplicate_questions`).
+    says how many questions appear more than once (`duplicate_questions`). A question is
+    its doc: two lines with the same official row are one question, whether or not the
+    benchmark's rows carry an id (TempCompass's GitHub rows have none).
     """
     from collections import Counter
 
@@ -81,7 +90,7 @@ def score_file(task: str, path: str | Path, scorer: str | None = None) -> tuple[
             rows.append(score_line(bench, card, line, f"{path}:{lineno}", len(rows)))
     if not rows:
         raise InputError(f"{path}: no input lines")
-    counts = Counter(r["id"] for r in rows)
+    counts = Counter(r.pop("question_key") for r in rows)
     metrics = bench.aggregate(rows, card)
     metrics["lines"] = len(rows)
     metrics["questions"] = len(counts)
@@ -111,7 +120,8 @@ def score_line(bench, card, line: str, where: str, index: int) -> dict:
         raise InputError(f"{where}: {_strip_doc_prefix(str(e), index)}") from None
     result = bench.score(sample, response or "")
     return {"id": sample.id, "status": "ok", "score": float(result["score"]),
-            "extracted": result.get("extracted"), "category": sample.category, "sample": sample.to_dict()}
+            "extracted": result.get("extracted"), "category": sample.category, "sample": sample.to_dict(),
+            "question_key": hashlib.sha1(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()}
 
 
 def _strip_doc_prefix(message: str, index: int) -> str:

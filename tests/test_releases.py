@@ -72,6 +72,25 @@ def test_score_derives_videommmu_track_from_id_prefix(tmp_path):
     assert (metrics["lines"], metrics["questions"], metrics["duplicate_questions"]) == (2, 1, 1)
 
 
+def test_score_counts_duplicates_of_rows_without_an_id(tmp_path):
+    """TempCompass's GitHub rows ({video_id: {dim: [{question, answer}]}}) carry no id: two
+    replies to one row are still one question, and two different rows are two."""
+    from rler_eval.benchmarks.tempcompass import flatten
+
+    nested = {"1034419625": {"action": [
+        {"question": "What is the man doing in the video?\nA. dunking a basketball\nB. dribbling a basketball",
+         "answer": "A. dunking a basketball"},
+        {"question": "Which activity is the man engaged in?\nA. passing a basketball\nB. dunking a basketball",
+         "answer": "B. dunking a basketball"}]}}
+    first, second = flatten(nested, None, "multi-choice.json")
+    lines = [{"doc": first, "response": "A"}, {"doc": first, "response": "B"}, {"doc": second, "response": "B"}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    metrics, rows = score_file("tempcompass_mc", path)
+    assert [r["score"] for r in rows] == [1.0, 0.0, 1.0]
+    assert (metrics["lines"], metrics["questions"], metrics["duplicate_questions"]) == (3, 2, 1)
+
+
 # ---------------------------------------------------------------- MVBench
 
 
@@ -232,6 +251,14 @@ def test_set_typo_and_bad_model_exit_2_before_any_folder(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "no such folder /nonexistent" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_score_names_the_cards_of_a_group(tmp_path, capsys):
+    path = tmp_path / "in.jsonl"
+    path.write_text("")
+    assert main(["score", "--task", "longvideobench", "--input", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "task group (longvideobench_val_i, longvideobench_val_v)" in err and len(err.splitlines()) == 1
 
 
 def test_elect_refuses_fewer_candidates_than_k():

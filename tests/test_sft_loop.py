@@ -85,3 +85,25 @@ def test_killed_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch):
     assert [e["step"] for e in resumed.state.log_history] == [1, 2, 3, 4]
     for k, v in resumed.model.state_dict().items():
         assert torch.allclose(v, straight[k], atol=1e-6), k
+
+
+def test_training_positions_are_the_evaluation_positions(rows):
+    """The loop's 3D mrope positions equal those the model computes from the processor's own
+    inputs (as at evaluation); bare ids would give 1D positions (the bug this guards)."""
+    import torch
+
+    from rler_eval.training.sft import collate, tokenize_rows
+
+    model, processor = fresh()
+    data = tokenize_rows(rows[:2], processor, model)
+    inputs, _ = collate(data, processor)
+    for i, row in enumerate(rows[:2]):
+        text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+        text += row["completion"][0]["content"][0]["text"] + processor.tokenizer.eos_token
+        ref = processor(text=[text], images=row["images"], return_tensors="pt")
+        assert ref["input_ids"][0].tolist() == data[i]["prompt"] + data[i]["completion"]
+        expected, _ = model.model.get_rope_index(ref["input_ids"], mm_token_type_ids=ref["mm_token_type_ids"],
+                                                 image_grid_thw=ref["image_grid_thw"])
+        n = ref["input_ids"].shape[1]
+        assert torch.equal(inputs["position_ids"][:, i, :n], expected[:, 0])
+        assert not torch.equal(expected[0, 0], torch.arange(n))  # really 3D: not the 1D fallback

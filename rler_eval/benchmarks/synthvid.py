@@ -308,37 +308,58 @@ def scene_of(clip) -> list[str]:
 # ---------------------------------------------------------------- generation
 
 
-def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True) -> Path:
+def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True, workers: int | None = None) -> Path:
     """Write `n` questions (clips + annotations.jsonl) to out_dir; returns the annotations path.
 
     Families rotate so every family has n/5 questions. The annotations file is written
-    last and atomically: its presence means the set is complete.
+    last and atomically: its presence means the set is complete. Questions are drawn in
+    this process, in order, so the set does not depend on `workers`; the clips are encoded
+    by `workers` processes (default: one per core, at most 4), about half of the time per clip.
     """
-    from tqdm import tqdm
+    from concurrent.futures import ProcessPoolExecutor
 
-    from rler_eval.video import write_video
+    from tqdm import tqdm
 
     if n < 1:
         raise InputError(f"synthvid: --n must be at least 1, got {n}")
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(f"synthvid-{seed}")
-    rows = []
-    for i in tqdm(range(n), desc=f"synthvid seed={seed}", unit="clip", disable=not progress):
-        family = FAMILIES[i % len(FAMILIES)]
-        qid = f"sv-s{seed}-{i:05d}"
-        clip, row = make_row(rng, family, qid, f"videos/{qid}.mp4")
-        # write then rename, so a reader (or a second shard generating the same set) never
-        # sees a half-written clip
-        tmp = out_dir / "videos" / f".{qid}.{os.getpid()}.mp4"
-        write_video(tmp, clip, FPS)
-        tmp.replace(out_dir / row["video"])
-        rows.append(row)
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    pool = ProcessPoolExecutor(workers) if workers > 1 and n >= 100 else None
+    rows, pending = [], []
+    try:
+        for i in tqdm(range(n), desc=f"synthvid seed={seed}", unit="clip", disable=not progress):
+            family = FAMILIES[i % len(FAMILIES)]
+            qid = f"sv-s{seed}-{i:05d}"
+            clip, row = make_row(rng, family, qid, f"videos/{qid}.mp4")
+            rows.append(row)
+            if pool is None:
+                write_clip(out_dir, row["video"], clip)
+                continue
+            pending.append(pool.submit(write_clip, out_dir, row["video"], clip))
+            if len(pending) >= 4 * workers:  # bound the clips held in memory
+                pending.pop(0).result()
+        for job in pending:
+            job.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     path = out_dir / "annotations.jsonl"
     tmp = path.with_name(f".annotations.{os.getpid()}.tmp")  # unique: shards may generate at once
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tmp.replace(path)
     return path
+
+
+def write_clip(out_dir: Path, rel: str, clip) -> None:
+    """Encode one clip: write then rename, so a reader (or a second shard generating the
+    same set) never sees a half-written clip."""
+    from rler_eval.video import write_video
+
+    tmp = out_dir / "videos" / f".{Path(rel).stem}.{os.getpid()}.mp4"
+    write_video(tmp, clip, FPS)
+    tmp.replace(out_dir / rel)
 
 
 # ---------------------------------------------------------------- the benchmark contract
@@ -414,6 +435,12 @@ def doc_to_sample(doc: dict, card, index: int = 0) -> Sample:
     return row_to_sample(doc, card, f"doc {index}", card.root if card.data_root else None)
 
 
+# Families whose notes restate the inventory entries of their two key frames ("In frame 1:
+# red circle left. In frame 8: red circle right."), so the answer is a comparison of two copied
+# descriptions; their own note texts ("it has moved") would state the answer before the evidence.
+RESTATED = ("motion", "change")
+
+
 def frame_words(labels: list[int]) -> str:
     if len(labels) == 1:
         return f"frame {labels[0]}"
@@ -425,7 +452,8 @@ def sft_target(sample: Sample, frameset) -> str:
     rewritten as frame labels, answered by option text.
 
     It cites exactly `frameset.key_frame_labels(sample.key_times)`; each note's moment is
-    replaced by the sampled frames inside its key interval, e.g. "Frames: 1 red square left;
+    replaced by the sampled frames inside its key interval (for the RESTATED families the
+    note is those frames' inventory entries), e.g. "Frames: 1 red square left;
     ... In frame 3 the square is red. So the answer is red." followed by
     <frames>3</frames><answer>red</answer>.
 
@@ -435,13 +463,18 @@ def sft_target(sample: Sample, frameset) -> str:
     """
     key_times = [tuple(k) for k in sample.key_times or []]
     cited = frameset.key_frame_labels(key_times)
+    scenes = frame_scenes(sample, frameset)
+    restate = sample.doc.get("family") in RESTATED and len(scenes) == len(frameset.labels)
     lines = []
     for t, text in sample.doc.get("notes") or []:
         # the key interval this note describes (the one containing it, else the nearest)
         interval = min(key_times, key=lambda k: 0.0 if k[0] <= t <= k[1] else min(abs(t - k[0]), abs(t - k[1])),
                        default=(t, t))
         labels = frameset.key_frame_labels([interval])
-        lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
+        if restate and labels:  # copy the frames' inventory entries; the answer compares them
+            lines.extend(f"In frame {x}: {scenes[frameset.labels.index(x)]}." for x in labels)
+        else:
+            lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
     if not lines and cited:
         lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
@@ -458,13 +491,21 @@ def inventory(sample: Sample, frameset) -> str:
     show the object, compare frame 1 with frame 8, find the first non-empty frame. Frame
     numbers interleave the descriptions, so the text has few repeated 4-grams.
     """
-    scene = sample.doc.get("scene") or []
-    fps = float(sample.doc.get("fps") or FPS)
-    parts = []
-    for label, t in zip(frameset.labels, frameset.timestamps):
-        i = min(len(scene) - 1, max(0, int(round(t * fps)))) if scene else -1
-        parts.append(f"{label} {scene[i] if i >= 0 and scene[i] else 'nothing'}")
+    parts = [f"{label} {text}" for label, text in zip(frameset.labels, frame_scenes(sample, frameset))]
     return "Frames: " + "; ".join(parts) + "." if parts else ""
+
+
+def frame_scenes(sample: Sample, frameset) -> list[str]:
+    """What each sampled frame shows, from the row's per-clip-frame `scene` ([] without one)."""
+    scene = sample.doc.get("scene") or []
+    if not scene:
+        return []
+    fps = float(sample.doc.get("fps") or FPS)
+    out = []
+    for t in frameset.timestamps:
+        text = scene[min(len(scene) - 1, max(0, int(round(t * fps))))]
+        out.append(text or "nothing")
+    return out
 
 
 # ---------------------------------------------------------------- leak check: the text alone

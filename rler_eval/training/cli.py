@@ -212,7 +212,9 @@ def finish(recipe: Recipe, model_dir: Path, log: dict) -> Path:
     from rler_eval.training.plot import plot
 
     out = recipe.out
-    shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+    # TRL's pickled arguments and generated model card are not part of the model
+    skip = shutil.ignore_patterns("checkpoint-*", "runs", "training_args.bin", "README.md")
+    shutil.copytree(model_dir, out, dirs_exist_ok=True, ignore=skip)
     gen = GenerationConfig.from_pretrained(out) if (out / "generation_config.json").is_file() else GenerationConfig()
     gen.do_sample = False
     gen.save_pretrained(out)

@@ -69,8 +69,9 @@ class LoopResult:
         return True
 
 
-def tokenize_rows(rows: list[dict], processor) -> list[dict]:
-    """Each row as prompt ids (image placeholders expanded), completion ids and its frames."""
+def tokenize_rows(rows: list[dict], processor, model=None) -> list[dict]:
+    """Each row as prompt ids (image placeholders expanded), completion ids, its frames and,
+    for Qwen2-VL-family models, its 3D rotary positions (`rope_positions`)."""
     from tqdm import tqdm
 
     tok = processor.tokenizer
@@ -84,13 +85,41 @@ def tokenize_rows(rows: list[dict], processor) -> list[dict]:
         ids = []
         for t in tok(text, add_special_tokens=False)["input_ids"]:
             ids.extend([t] * per_image if t == pad_img else [t])
-        out.append({"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
-                    "images": row["images"]})
+        item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
+                "images": row["images"]}
+        item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
+        out.append(item)
     return out
 
 
+def rope_positions(model, ids: list[int], image_token: int, grids):
+    """The row's (3, length) mrope positions as the model computes them at evaluation, or None.
+
+    Why: Qwen2.5-VL places each frame's tokens on a (time, height, width) grid only when it
+    is told which tokens are image tokens (`mm_token_type_ids`, which the processor returns
+    at evaluation); without that it silently falls back to 1D positions, so a model trained
+    on bare ids met other positions when evaluated. Computed once per row: the model's own
+    `get_rope_index` loops in Python over each sequence, too slow to run every step.
+    """
+    import inspect
+
+    import torch
+
+    index = getattr(getattr(model, "model", None), "get_rope_index", None)
+    if index is None:
+        return None  # not a Qwen2-VL-family model: plain 1D positions
+    tensor = torch.tensor([ids])
+    kwargs = {"image_grid_thw": grids}
+    if "mm_token_type_ids" in inspect.signature(index).parameters:
+        kwargs["mm_token_type_ids"] = (tensor == image_token).int()
+    with torch.no_grad():
+        positions, _ = index(tensor, **kwargs)
+    return positions[:, 0].to(torch.int32)
+
+
 def collate(batch: list[dict], processor):
-    """Right-padded ids, the completion mask, and the frames as pixel patches."""
+    """Right-padded ids, the completion mask, the frames as pixel patches, and the rows' mrope
+    positions (padding positions are masked out, so their value does not matter)."""
     import torch
 
     seqs = [b["prompt"] + b["completion"] for b in batch]
@@ -103,8 +132,14 @@ def collate(batch: list[dict], processor):
         mask[i, :len(seq)] = 1
         target[i, len(b["prompt"]):len(seq)] = True
     pixels = processor.image_processor(images=[im for b in batch for im in b["images"]], return_tensors="pt")
-    return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels["pixel_values"],
-            "image_grid_thw": pixels["image_grid_thw"]}, target
+    inputs = {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels["pixel_values"],
+              "image_grid_thw": pixels["image_grid_thw"]}
+    if all(b.get("positions") is not None for b in batch):
+        positions = torch.zeros((3, len(batch), length), dtype=torch.long)
+        for i, b in enumerate(batch):
+            positions[:, i, :b["positions"].shape[1]] = b["positions"]
+        inputs["position_ids"] = positions
+    return inputs, target
 
 
 def completion_loss(model, inputs, target):
@@ -126,7 +161,7 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
     cfg = {**LOOP_DEFAULTS, **cfg}
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
-    data = tokenize_rows(rows, processor)
+    data = tokenize_rows(rows, processor, model)
     steps, bs = int(cfg["max_steps"]), int(cfg["per_device_train_batch_size"])
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["learning_rate"]),
                             weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98))
