@@ -97,6 +97,8 @@ TINY_LIMIT ?= 200
 results-tiny:
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/sft-only_greedy_blank
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy rler --out $(TINY_RUNS)/sft-only_rler
+	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy rler@8 --out $(TINY_RUNS)/sft-only_rler8
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/rler-tiny_greedy_blank
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY) --strategy greedy --ablate-frames shuffle --out $(TINY_RUNS)/rler-tiny_greedy_shuffle
