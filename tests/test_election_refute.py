@@ -8,32 +8,21 @@ evidence-format text), verdicts are read from the reply, and replay reproduces t
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from rler_eval import election, evidence
+from rler_eval import election
 from rler_eval.election import refute
 from rler_eval.election.sources import LiveSource, ReplaySource
 from rler_eval.models.base import GenerationRequest
-from rler_eval.types import Candidate, FrameSet, Prompt, Sample
+from rler_eval.types import Candidate, Prompt, Sample
+from tests.fixtures import evidence_prompt, random_frameset
 
 SAMPLE = Sample(id="r", task="t", question="Which shape appears first?", answer="A",
                 options=["red circle", "blue square", "green star"])
 
 
 def make_prompt(n=4, seed=0, mode="images"):
-    from rler_eval.prompt import build_prompt
-
-    class Card:
-        prompt = "evidence"
-
-        class frames:
-            pass
-    Card.frames.mode = mode
-    rs = np.random.RandomState(seed)
-    fs = FrameSet(frames=rs.randint(0, 256, (n, 56, 84, 3), dtype=np.uint8),
-                  timestamps=[0.5 * i for i in range(n)], source=f"synthetic-{seed}")
-    return build_prompt(SAMPLE, fs, Card)
+    return evidence_prompt(SAMPLE, random_frameset(n, seed), mode)
 
 
 @pytest.fixture(scope="module")

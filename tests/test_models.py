@@ -3,11 +3,11 @@
 import json
 import math
 
-import numpy as np
 import pytest
 
 from rler_eval.models.base import GenerationRequest
-from rler_eval.types import FrameSet, Prompt, Sample
+from rler_eval.types import Prompt, Sample
+from tests.fixtures import evidence_prompt, random_frameset
 
 pytestmark = pytest.mark.slow
 
@@ -25,23 +25,13 @@ def backend(tiny_dir):
 
 
 def frames(n=4, h=56, w=84, seed=0):
-    rs = np.random.RandomState(seed)
-    return FrameSet(frames=rs.randint(0, 256, (n, h, w, 3), dtype=np.uint8),
-                    timestamps=[0.5 * i for i in range(n)], source=f"synthetic-{seed}")
+    return random_frameset(n, seed, size=(h, w))
 
 
 def make_prompt(n=4, seed=0, mode="images"):
-    from rler_eval.prompt import build_prompt
-
-    class Card:  # the two fields build_prompt reads
-        prompt = "evidence"
-
-        class frames:
-            pass
-    Card.frames.mode = mode
     sample = Sample(id="q1", task="t", question="Which object appears first?", answer="A",
                     options=["red circle", "blue square", "green star", "none"])
-    return build_prompt(sample, frames(n, seed=seed), Card)
+    return evidence_prompt(sample, frames(n, seed=seed), mode)
 
 
 def greedy_reference(backend, prompt, max_new_tokens, eos=None):

@@ -6,29 +6,18 @@ import sys
 import time
 
 import httpx
-import numpy as np
 import pytest
 
 from rler_eval import evidence
 from rler_eval.models.base import GenerationRequest
 from rler_eval.models.openai_compat import OpenAIBackend, ServerError, build_messages, parse_choice
-from rler_eval.types import FrameSet, Prompt, Sample
+from rler_eval.types import Prompt, Sample
+from tests.fixtures import evidence_prompt, random_frameset
 
 
 def make_prompt(n=2, seed=0, mode="images"):
-    from rler_eval.prompt import build_prompt
-
-    class Card:
-        prompt = "evidence"
-
-        class frames:
-            pass
-    Card.frames.mode = mode
-    rs = np.random.RandomState(seed)
-    fs = FrameSet(frames=rs.randint(0, 256, (n, 56, 56, 3), dtype=np.uint8),
-                  timestamps=[float(i) for i in range(n)], source=f"s{seed}")
     sample = Sample(id="q", task="t", question="Which colour is first?", answer="A", options=["red", "blue"])
-    return build_prompt(sample, fs, Card)
+    return evidence_prompt(sample, random_frameset(n, seed, size=(56, 56), step=1.0, source=f"s{seed}"), mode)
 
 
 from conftest import free_port  # noqa: E402
