@@ -48,7 +48,7 @@ def test_loss_covers_only_the_completion(rows):
     from rler_eval.training.sft import collate, tokenize_rows
 
     model, processor = fresh()
-    data = tokenize_rows(rows[:2], processor)
+    data = tokenize_rows(rows[:2], processor, model)
     _, target = collate(data, processor)
     tok = processor.tokenizer
     for i, d in enumerate(data):

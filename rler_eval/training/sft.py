@@ -69,9 +69,10 @@ class LoopResult:
         return True
 
 
-def tokenize_rows(rows: list[dict], processor, model=None) -> list[dict]:
+def tokenize_rows(rows: list[dict], processor, model) -> list[dict]:
     """Each row as prompt ids (image placeholders expanded), completion ids, its frames and,
-    for Qwen2-VL-family models, its 3D rotary positions (`rope_positions`)."""
+    for Qwen2-VL-family models, its 3D rotary positions (`rope_positions`). The model is
+    required: without it a Qwen2-VL-family row would silently train on 1D positions."""
     from tqdm import tqdm
 
     tok = processor.tokenizer
