@@ -157,7 +157,7 @@ def cache_figures(name: str, path: Path, n: int) -> dict:
         t = time.perf_counter()
         fs = video.load_frames(path, cfg, cache_dir=tmp)
         first = time.perf_counter() - t
-        (entry,) = Path(tmp).glob("*.npz")
+        (entry,) = Path(tmp).glob(f"*{video.CACHE_SUFFIX}")
         disks = []
         for _ in range(3):
             video._MEMORY.clear()

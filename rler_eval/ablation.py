@@ -26,12 +26,12 @@ def ablate(frameset, mode: str | None, sample_id: str = ""):
         return frameset
     frames = np.asarray(frameset.frames)
     if mode == "blank":
-        return replace(frameset, frames=np.full_like(frames, GREY))
+        return replace(frameset, frames=np.full_like(frames, GREY), digest=None)
     if mode == "shuffle":
         order = list(range(len(frames)))
         seed = int(hashlib.sha1(f"shuffle|{sample_id}".encode()).hexdigest()[:8], 16)
         rng = random.Random(seed)
         while len(order) > 1 and order == sorted(order):  # a permutation that actually moves frames
             rng.shuffle(order)
-        return replace(frameset, frames=frames[order])
+        return replace(frameset, frames=frames[order], digest=None)
     raise ValueError(f"unknown frame ablation {mode!r}; use one of {', '.join(ABLATIONS)}")

@@ -11,6 +11,10 @@ Why processes, and why this small pool rather than `concurrent.futures`:
   decoded ahead of the one in use), so memory stays bounded and resume keeps its meaning:
   a record is written only for the sample in use, in order.
 
+- A frame set is megabytes (16 frames of 640x360 are 11 MB). Pickled through a pipe it
+  cost the runner 50-80 ms per question on 2 busy cores; a worker leaves large frame arrays
+  in shared memory instead, and the runner copies them out (a few ms) and frees the block.
+
 `Prefetcher(jobs, fn, workers=0)` decodes inline, in the caller (no overlap, no way to
 abandon a stuck decode): the baseline of `bench/bench_prefetch.py`. Workers are forked
 (no re-import of the caller's script); the runner forks them before it loads the model.
@@ -18,10 +22,12 @@ abandon a stuck decode): the baseline of `bench/bench_prefetch.py`. Workers are 
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import threading
 import time
 from collections import deque
+from multiprocessing import resource_tracker, shared_memory
 from multiprocessing.connection import wait
 
 from rler_eval.errors import RlerError
@@ -50,6 +56,50 @@ class Failure:
         return (RlerError if self.user_error else RuntimeError)(f"{self.kind}: {self.message}")
 
 
+SHARED_MIN_BYTES = 1 << 20  # frame arrays from this size go through shared memory
+
+
+class SharedArray:
+    """Where a worker left a result's `frames` array: a shared-memory block's name and layout."""
+
+    def __init__(self, name: str, shape: tuple, dtype: str):
+        self.name, self.shape, self.dtype = name, shape, dtype
+
+
+def to_shared(result):
+    """`result` with a large `frames` array moved to shared memory (dataclasses only)."""
+    frames = getattr(result, "frames", None)
+    if not dataclasses.is_dataclass(result) or getattr(frames, "nbytes", 0) < SHARED_MIN_BYTES:
+        return result
+    import numpy as np
+
+    block = shared_memory.SharedMemory(create=True, size=frames.nbytes)
+    try:
+        np.ndarray(frames.shape, frames.dtype, buffer=block.buf)[...] = frames
+    except BaseException:
+        block.close()
+        block.unlink()
+        raise
+    block.close()
+    return dataclasses.replace(result, frames=SharedArray(block.name, frames.shape, frames.dtype.str))
+
+
+def from_shared(result):
+    """The inverse of `to_shared`: the array copied back out, its block freed."""
+    frames = getattr(result, "frames", None)
+    if not isinstance(frames, SharedArray):
+        return result
+    import numpy as np
+
+    block = shared_memory.SharedMemory(name=frames.name)
+    try:
+        array = np.array(np.ndarray(frames.shape, np.dtype(frames.dtype), buffer=block.buf))
+    finally:
+        block.close()
+        block.unlink()
+    return dataclasses.replace(result, frames=array)
+
+
 def _worker(conn, fn) -> None:
     """Worker loop: receive (index, job), send back (index, result or Failure)."""
     while True:
@@ -61,7 +111,7 @@ def _worker(conn, fn) -> None:
             return
         index, job = msg
         try:
-            result = fn(job)
+            result = to_shared(fn(job))
         except Exception as e:  # noqa: BLE001 - every failure goes back to the runner as data
             result = Failure(type(e).__name__, str(e), isinstance(e, RlerError))
         conn.send((index, result))
@@ -98,6 +148,8 @@ class Prefetcher:
         # fork: no re-import of the caller's __main__ (scripts need no main guard); the
         # runner starts the pool before it loads the model, so the children stay small
         self.ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        if self.n:  # one resource tracker for all: blocks a worker creates and the runner frees
+            resource_tracker.ensure_running()
         self.workers = [_Worker(self.ctx, fn) for _ in range(self.n)]
         # a pump thread drains finished frames from the pipes as soon as they are sent, so a
         # worker never waits on the caller (a frame set is megabytes, far over a pipe buffer)
@@ -180,6 +232,7 @@ class Prefetcher:
     def _receive(self, w: _Worker) -> None:
         try:
             index, result = w.conn.recv()  # unpickled outside the lock
+            result = from_shared(result)
         except (EOFError, OSError, ValueError):
             index, result = None, None
         with self.cond:

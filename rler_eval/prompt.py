@@ -106,5 +106,12 @@ def prompt_key(content: list[dict], frameset: FrameSet | None) -> str:
             h.update(part.get("type", "").encode())
     if frameset is not None:
         h.update(f"{frameset.source}|{frameset.timestamps}|{np.asarray(frameset.frames).shape}".encode())
-        h.update(hashlib.sha1(np.ascontiguousarray(frameset.frames).tobytes()).digest())
+        h.update(bytes.fromhex(frames_digest(frameset)))
     return h.hexdigest()[:16]
+
+
+def frames_digest(frameset: FrameSet) -> str:
+    """sha1 of the frames' bytes, computed once per FrameSet and kept on it."""
+    if frameset.digest is None:
+        frameset.digest = hashlib.sha1(np.ascontiguousarray(frameset.frames)).hexdigest()
+    return frameset.digest

@@ -55,6 +55,9 @@ class FrameSet:
     timestamps: list[float]
     source: str = ""
     duration: float | None = None
+    # sha1 of `frames`, filled by `prompt.frames_digest` (in a decode worker when prefetching,
+    # so the runner does not hash megabytes per question); reset it when replacing `frames`
+    digest: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def labels(self) -> list[int]:

@@ -126,7 +126,7 @@ def test_cached_frames_are_byte_identical_and_small(tmp_path):
     cfg = dict(n=32, max_pixels=50176)  # the MVBench card
     fresh = fetch(clip, False, **cfg)
     first = fetch(clip, tmp_path / "c", **cfg)  # decodes and writes the cache
-    (entry,) = (tmp_path / "c").glob("*.npz")
+    (entry,) = (tmp_path / "c").glob(f"*{video.CACHE_SUFFIX}")
     again = fetch(clip, tmp_path / "c", **cfg)  # read back from disk
     for fs in (first, again):
         assert np.array_equal(fs.frames, fresh.frames) and fs.timestamps == fresh.timestamps
@@ -170,23 +170,23 @@ def test_disk_cache_evicts_least_recently_used(tmp_path, monkeypatch):
     sizes = []
     for n in (2, 3, 4):
         fetch(path, cache, n=n)
-        sizes.append(sum(p.stat().st_size for p in cache.glob("*.npz")))
+        sizes.append(sum(p.stat().st_size for p in cache.glob(f"*{video.CACHE_SUFFIX}")))
     one = sizes[0]
-    files = {n: cache / f"{video.cache_key(path, FrameConfig(n=n), None, 3.0)}.npz" for n in (2, 3, 4)}
+    files = {n: cache / f"{video.cache_key(path, FrameConfig(n=n), None, 3.0)}{video.CACHE_SUFFIX}" for n in (2, 3, 4)}
     os.utime(files[3], (1, 1))  # n=3 used longest ago, then n=2
     os.utime(files[2], (2, 2))
     video._MEASURED.clear()
     monkeypatch.setenv("RLER_CACHE_MAX_GB", str((sizes[-1] + one) / 2**30))  # room for about 3.5 entries
     fetch(path, cache, n=5)  # a 4th entry: over the bound, so evict down to 90%
-    left = {p.name for p in cache.glob("*.npz")}
+    left = {p.name for p in cache.glob(f"*{video.CACHE_SUFFIX}")}
     assert files[3].name not in left and files[4].name in left and len(left) >= 2
-    assert sum(p.stat().st_size for p in cache.glob("*.npz")) <= 0.9 * (sizes[-1] + one)
+    assert sum(p.stat().st_size for p in cache.glob(f"*{video.CACHE_SUFFIX}")) <= 0.9 * (sizes[-1] + one)
 
 
 def test_disk_hit_refreshes_recency(tmp_path):
     path = textured_video(tmp_path / "v.mp4", n=24)
     fetch(path, tmp_path / "c", n=2)
-    (entry,) = (tmp_path / "c").glob("*.npz")
+    (entry,) = (tmp_path / "c").glob(f"*{video.CACHE_SUFFIX}")
     os.utime(entry, (1, 1))
     fetch(path, tmp_path / "c", n=2)
     assert entry.stat().st_mtime > 1e9
@@ -235,7 +235,7 @@ def test_cached_and_uncached_runs_give_identical_records(tmp_path):
                              timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]
         runs[name] = [json.loads(line) for line in (tmp_path / name / "samples.jsonl").read_text().splitlines()]
-        entries = list((tmp_path / "cache" / "frames").glob("*.npz"))
+        entries = list((tmp_path / "cache" / "frames").glob(f"*{video.CACHE_SUFFIX}"))
         assert len(entries) == (0 if name == "nocache" else 4), name
     assert all(r["status"] == "ok" for r in runs["nocache"])
     assert strip(runs["nocache"]) == strip(runs["fill"]) == strip(runs["hit"])

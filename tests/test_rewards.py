@@ -56,6 +56,25 @@ def test_matched_pairs_is_one_to_one_within_tolerance():
     assert rewards.grounding_reward([0, 99, 3], [3]) == pytest.approx(0.5)  # out-of-range citations count against
 
 
+
+def test_exact_tolerance_tells_a_key_frame_from_its_neighbour(tmp_path):
+    """At ±1, citing frame 1 for key frame 2 earns full G; at tol 0 (synthvid's exact key
+    frames) it earns nothing, through the recipe field and the trainer's reward alike."""
+    from rler_eval.training.recipe import load_recipe
+
+    text = evidence.format_evidence("Frame 1 shows it.", [1], "B")
+    cols = dict(prompts=[None], completions=[text], answer=["B"], answer_type=["option"], options=[OPTS],
+                n_frames=[8], key_frames=[[2]])
+    assert rewards.frame_sensitive(**cols) == [1.0]
+    assert rewards.frame_sensitive(**cols, tol=0) == [0.0]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\noutput_dir: out\nmodel: {}\ndata: {}\ngrounding_tolerance: 0\n")
+    tol = load_recipe(recipe).grounding_tolerance
+    assert rewards.ContrastReward(tol=tol)(**cols) == [0.0]
+    assert rewards.ContrastReward()(**cols) == [1.0]
+    exact = evidence.format_evidence("Frame 2 shows it.", [2], "B")
+    assert rewards.ContrastReward(tol=tol)(**{**cols, "completions": [exact]}) == [1.0]
+
 class FakeContrast(rewards.ContrastReward):
     """A stand-in policy whose answer probability behaves as a real one's would:
     frame 3 holds the evidence (masking it drops the answer), and an answer already

@@ -12,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rler_eval import records as rec
@@ -19,7 +20,7 @@ from rler_eval import runner
 from rler_eval.errors import InputError, RlerError, VideoError
 from rler_eval.guards import SampleTimeout, check_paths, check_prompt_size, time_limit
 from rler_eval.prefetch import DecodeTimeout, Prefetcher, WorkerFailed
-from rler_eval.types import Prompt, Sample
+from rler_eval.types import FrameSet, Prompt, Sample
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -254,6 +255,27 @@ def test_prefetch_decodes_ahead_while_the_caller_works():
 # ---------------------------------------------------------------- 8. inputs
 
 
+
+
+def frames_of_seed(seed):
+    rng = np.random.default_rng(seed)
+    return FrameSet(frames=rng.integers(0, 256, (4, 360, 640, 3), dtype=np.uint8), timestamps=[0.0, 1.0, 2.0, 3.0],
+                    source=f"v{seed}.mp4", digest=f"d{seed}")
+
+
+def test_prefetched_frames_arrive_intact_through_shared_memory():
+    """Frame sets over 1 MB travel through shared memory: same bytes, fields kept, no block left."""
+    shm = Path("/dev/shm")
+    before = set(shm.iterdir()) if shm.is_dir() else set()
+    with Prefetcher([0, 1, 2], frames_of_seed, workers=2) as pool:
+        got = [pool.get(i, 30) for i in range(3)]
+    for seed, fs in enumerate(got):
+        want = frames_of_seed(seed)
+        assert isinstance(fs.frames, np.ndarray) and fs.frames.flags.writeable
+        assert np.array_equal(fs.frames, want.frames) and fs.timestamps == want.timestamps
+        assert (fs.source, fs.digest) == (want.source, want.digest)
+    if shm.is_dir():
+        assert not {p.name for p in set(shm.iterdir()) - before if p.name.startswith("psm_")}
 def run_cli(*args, **env):
     return subprocess.run([sys.executable, "-m", "rler_eval.cli", "run", *args], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=120)

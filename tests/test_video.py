@@ -74,7 +74,7 @@ def test_long_video_uses_seeking_and_matches_sequential_decoding(tmp_path, monke
 def test_cache_hit_skips_decoding_and_a_changed_file_is_decoded_again(clip, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first = load(clip, cache, n=4)
-    assert len(list(cache.glob("*.npz"))) == 1
+    assert len(list(cache.glob(f"*{video.CACHE_SUFFIX}"))) == 1
     calls = []
     monkeypatch.setattr(video, "decode", lambda *a, **k: calls.append(a) or pytest.fail("decoded again"))
     again = load(clip, cache, n=4)  # from disk: the in-process LRU was cleared
@@ -82,7 +82,7 @@ def test_cache_hit_skips_decoding_and_a_changed_file_is_decoded_again(clip, tmp_
     monkeypatch.undo()
     index_video(clip, n=42)  # the file changes: new size and mtime, so a new cache entry
     changed = load(clip, cache, n=4)
-    assert changed.duration == pytest.approx(5.25, abs=0.2) and len(list(cache.glob("*.npz"))) == 2
+    assert changed.duration == pytest.approx(5.25, abs=0.2) and len(list(cache.glob(f"*{video.CACHE_SUFFIX}"))) == 2
 
 
 def test_decord_matches_pyav(clip, tmp_path):

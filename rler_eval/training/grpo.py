@@ -25,7 +25,8 @@ def run_grpo(recipe, model, processor, rows, output_dir: Path, args=None):
     from rler_eval.training.rewards import DEFAULT_WEIGHTS, ContrastReward, reward_funcs
 
     names = list((recipe.rewards or DEFAULT_WEIGHTS).keys())
-    contrast = ContrastReward(mode=recipe.contrast_mode, use_key_frames=recipe.contrast_use_key_frames)
+    contrast = ContrastReward(mode=recipe.contrast_mode, use_key_frames=recipe.contrast_use_key_frames,
+                              tol=recipe.grounding_tolerance)
     keep = ("prompt", "images", *REWARD_COLUMNS)
     dataset = to_dataset([{k: r[k] for k in keep} for r in rows]) if isinstance(rows, list) else rows
     args = args or grpo_config(recipe, output_dir)

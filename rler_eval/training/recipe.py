@@ -36,6 +36,10 @@ class Recipe:
     contrast_mode: str = "mask"  # frame_sensitive without key frames: "mask" cited frames or "shuffle"
     # false: contrast mode for every sample, key frames or not (exercises it on synthvid)
     contrast_use_key_frames: bool = True
+    # frames a citation may be off and still match a key frame in G. 1 suits key frames taken
+    # from annotated times; 0 where the key frames are exact sampled frames (synthvid), since
+    # at ±1 G cannot tell "at 0.8 s" -> frame 2 from its neighbour (results/grpo_tuning.md)
+    grounding_tolerance: int = 1
     # the accelerate config this recipe is launched with (train/launch.sh, tests/test_launch.py)
     accelerate_config: str = "train/accelerate_cpu.yaml"
     trust_remote_code: bool = False

@@ -118,15 +118,15 @@ def matched_pairs(cited: list[int], key: list[int], tol: int) -> int:
     return pairs
 
 
-def frame_sensitive(completions, answer_type, options, n_frames, key_frames, **_) -> list[float]:
-    """G: one-to-one F1 of cited frames against key frames (±1 frame); 0 when a sample has none.
+def frame_sensitive(completions, answer_type, options, n_frames, key_frames, tol: int = 1, **_) -> list[float]:
+    """G: one-to-one F1 of cited frames against key frames (±tol frames); 0 when a sample has none.
 
     Samples without key frames are rewarded by `ContrastReward` instead, which needs the
     model; this plain function stays model-free so it can run anywhere.
     """
     out = []
     for i, (_, ev) in enumerate(parsed(completions, n_frames, answer_type, options)):
-        g = grounding_reward(ev.frames, list(key_frames[i] or []))
+        g = grounding_reward(ev.frames, list(key_frames[i] or []), tol)
         out.append(0.0 if g is None else g)
     return out
 
@@ -153,17 +153,20 @@ class ContrastReward:
     - equal forward passes: under DeepSpeed ZeRO-3 every forward gathers parameters from
       every rank, so all ranks must run the same number of forwards. Each call agrees on
       the largest count across ranks (one all-reduce) and pads with throwaway forwards.
-    `use_key_frames=False` scores every sample by contrast, key frames or not.
+    `use_key_frames=False` scores every sample by contrast, key frames or not. `tol`: how
+    many frames a citation may be off and still match a key frame (see `grounding_reward`).
     """
 
     __name__ = "frame_sensitive"
 
     def __init__(self, model=None, processor=None, mode: str = "mask", seed: int = 0,
-                 use_key_frames: bool = True):
+                 use_key_frames: bool = True, tol: int = 1):
         if mode not in ("mask", "shuffle"):
             raise ValueError(f"contrast mode must be 'mask' or 'shuffle', not {mode!r}")
+        if tol < 0:
+            raise ValueError(f"grounding tolerance must be >= 0 frames, not {tol}")
         self.model, self.processor, self.mode, self.seed = model, processor, mode, seed
-        self.use_key_frames = use_key_frames
+        self.use_key_frames, self.tol = use_key_frames, tol
         self.forwards = 0  # forward passes run so far (tests check ranks agree)
 
     def attach(self, model, processor) -> "ContrastReward":
@@ -174,7 +177,7 @@ class ContrastReward:
                  images=None, **_) -> list[float]:
         out, jobs = [], []
         for i, (text, ev) in enumerate(parsed(completions, n_frames, answer_type, options)):
-            g = grounding_reward(ev.frames, list(key_frames[i] or [])) if self.use_key_frames else None
+            g = grounding_reward(ev.frames, list(key_frames[i] or []), self.tol) if self.use_key_frames else None
             out.append(0.0 if g is None else g)
             if g is None and self.needs_contrast(ev, answer[i], answer_type[i], images, i):
                 jobs.append((i, ev))
