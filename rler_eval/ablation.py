@@ -26,12 +26,17 @@ def ablate(frameset, mode: str | None, sample_id: str = ""):
         return frameset
     frames = np.asarray(frameset.frames)
     if mode == "blank":
-        return replace(frameset, frames=np.full_like(frames, GREY), digest=None)
+        return replace(frameset, frames=np.full_like(frames, GREY), digest=derived(frameset, mode))
     if mode == "shuffle":
         order = list(range(len(frames)))
         seed = int(hashlib.sha1(f"shuffle|{sample_id}".encode()).hexdigest()[:8], 16)
         rng = random.Random(seed)
         while len(order) > 1 and order == sorted(order):  # a permutation that actually moves frames
             rng.shuffle(order)
-        return replace(frameset, frames=frames[order], digest=None)
+        return replace(frameset, frames=frames[order], digest=derived(frameset, f"{mode}|{sample_id}"))
     raise ValueError(f"unknown frame ablation {mode!r}; use one of {', '.join(ABLATIONS)}")
+
+
+def derived(frameset, change: str) -> str | None:
+    """The digest of an ablated copy: the original's plus the (deterministic) change."""
+    return f"{frameset.digest}|{change}" if frameset.digest else None

@@ -106,12 +106,12 @@ def prompt_key(content: list[dict], frameset: FrameSet | None) -> str:
             h.update(part.get("type", "").encode())
     if frameset is not None:
         h.update(f"{frameset.source}|{frameset.timestamps}|{np.asarray(frameset.frames).shape}".encode())
-        h.update(bytes.fromhex(frames_digest(frameset)))
+        h.update(frames_digest(frameset).encode())
     return h.hexdigest()[:16]
 
 
 def frames_digest(frameset: FrameSet) -> str:
-    """sha1 of the frames' bytes, computed once per FrameSet and kept on it."""
+    """What identifies the frames: the digest `load_frames` set, else a sha1 of their bytes (kept)."""
     if frameset.digest is None:
         frameset.digest = hashlib.sha1(np.ascontiguousarray(frameset.frames)).hexdigest()
     return frameset.digest

@@ -447,14 +447,9 @@ def decode_jobs(samples, card, cache_dir, limits: Limits) -> tuple[list, list]:
 
 
 def decode_job(job):
-    """A worker's task: the FrameSet of one sample, its digest computed (off the runner's thread)."""
-    from rler_eval.prompt import frames_digest
-
+    """A worker's task: the FrameSet of one sample."""
     sample, card, cache_dir = job
-    frameset = load_sample_frames(sample, card, cache_dir)
-    if frameset is not None:
-        frames_digest(frameset)
-    return frameset
+    return load_sample_frames(sample, card, cache_dir)
 
 
 _SAMPLE_START = [0.0]

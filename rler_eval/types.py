@@ -55,8 +55,9 @@ class FrameSet:
     timestamps: list[float]
     source: str = ""
     duration: float | None = None
-    # sha1 of `frames`, filled by `prompt.frames_digest` (in a decode worker when prefetching,
-    # so the runner does not hash megabytes per question); reset it when replacing `frames`
+    # what identifies `frames`: the frame cache key (video content, decoder, frame choice and
+    # resize fix the pixels), else a sha1 of the bytes (`prompt.frames_digest`), so prompts are
+    # keyed without hashing megabytes per question; replacing `frames` must replace it too
     digest: str | None = field(default=None, compare=False, repr=False)
 
     @property

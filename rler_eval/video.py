@@ -482,9 +482,9 @@ def load_frames(path, cfg, clip=None, cache_dir=None, folder_fps: float = 3.0):
     """
     path = Path(path)
     check_readable(path)
+    key = cache_key(path, cfg, clip, folder_fps)  # also the frame set's digest: it fixes the pixels
     if cache_dir is False:
-        return build_frameset(path, *decode(path, cfg, clip, folder_fps))
-    key = cache_key(path, cfg, clip, folder_fps)
+        return build_frameset(path, *decode(path, cfg, clip, folder_fps), digest=key)
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         return _MEMORY[key]
@@ -493,17 +493,17 @@ def load_frames(path, cfg, clip=None, cache_dir=None, folder_fps: float = 3.0):
     if stored is None:
         stored = decode(path, cfg, clip, folder_fps)
         write_cache(cache_file, stored)
-    frameset = build_frameset(path, *stored)
+    frameset = build_frameset(path, *stored, digest=key)
     remember(key, frameset)
     return frameset
 
 
-def build_frameset(path: Path, images, stamps, duration, colorspace, pix_fmt=None):
+def build_frameset(path: Path, images, stamps, duration, colorspace, pix_fmt=None, digest=None):
     from rler_eval.types import FrameSet
 
     pix_fmt = pix_fmt or ("rgb24" if images.ndim == 4 else "yuv420p")
     return FrameSet(frames=to_rgb(images, pix_fmt, colorspace), timestamps=[round(float(t), 3) for t in stamps],
-                    source=str(path), duration=float(duration))
+                    source=str(path), duration=float(duration), digest=digest)
 
 
 def remember(key: str, frameset) -> None:
