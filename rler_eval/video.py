@@ -178,7 +178,6 @@ def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> lis
 
     size = -(-len(targets) // threads)
     runs = [targets[i:i + size] for i in range(0, len(targets), size)]
-
     cores = max(1, (os.cpu_count() or 1) // len(runs))  # the cores shared out, not each run taking all
 
     def run(part):
@@ -560,7 +559,7 @@ def encode_images(images) -> bytes:
     return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(images).tobytes())
 
 
-def decode_images(blob: bytes, shape) -> "np.ndarray":  # noqa: F821
+def decode_images(blob: bytes, shape):
     import numpy as np
     import zstandard
 
@@ -609,7 +608,9 @@ def write_cache(cache_file: Path, stored) -> None:
                        "timestamps": [float(t) for t in stamps], "duration": float(duration or 0.0),
                        "colorspace": int(colorspace)}).encode()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f"{cache_file.name}.tmp{os.getpid()}")
+    # the temporary name ends in the entry suffix, so a file left by a killed writer still counts
+    # against the bound and is evicted (readers never open it: its name is no key)
+    tmp = cache_file.with_name(f"{cache_file.stem}.tmp{os.getpid()}{CACHE_SUFFIX}")
     tmp.write_bytes(CACHE_MAGIC + len(head).to_bytes(4, "little") + head + encode_images(images))
     os.replace(tmp, cache_file)
     folder = str(cache_file.parent)

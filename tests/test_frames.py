@@ -239,3 +239,26 @@ def test_cached_and_uncached_runs_give_identical_records(tmp_path):
         assert len(entries) == (0 if name == "nocache" else 4), name
     assert all(r["status"] == "ok" for r in runs["nocache"])
     assert strip(runs["nocache"]) == strip(runs["fill"]) == strip(runs["hit"])
+
+
+def test_a_killed_writers_temporary_file_is_evicted(tmp_path, monkeypatch):
+    """A temporary entry left behind (the writer died before its rename) counts against the
+    bound like any entry, and goes first when it is the least recently used."""
+    path = textured_video(tmp_path / "v.mp4", n=24)
+    cache = tmp_path / "c"
+
+    def die(*_):
+        raise KeyboardInterrupt  # the writer is killed between writing and renaming
+
+    with monkeypatch.context() as m:
+        m.setattr(video.os, "replace", die)
+        with pytest.raises(KeyboardInterrupt):
+            fetch(path, cache, n=2)
+    (left_behind,) = cache.iterdir()
+    os.utime(left_behind, (1, 1))
+    size = left_behind.stat().st_size
+    video._MEASURED.clear()
+    monkeypatch.setenv("RLER_CACHE_MAX_GB", str(2.5 * size / 2**30))
+    for n in (3, 4):
+        fetch(path, cache, n=n)
+    assert not left_behind.exists() and len(list(cache.glob(f"*{video.CACHE_SUFFIX}"))) == 2
