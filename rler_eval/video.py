@@ -26,7 +26,7 @@ from pathlib import Path
 
 from rler_eval.errors import VideoError  # noqa: F401  (re-exported for callers)
 
-CACHE_FORMAT = 3  # bump whenever decoding, resizing or storage changes the pixels
+CACHE_FORMAT = 4  # bump whenever decoding, resizing or storage changes the pixels
 
 
 def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options: dict | None = None) -> Path:
@@ -59,6 +59,10 @@ def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options:
 
 SEEK_MIN_SECONDS = 60.0  # below this, reading the clip once is cheaper than seeking
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# PyAV thread type for clips read in one pass: on the 720p test clip (132 P-frames, 2 cores,
+# chosen frames scaled on a second thread) frame threads fetched 32 frames in 0.35-0.39 s,
+# one decoding thread in 0.42 s (medians of 8 alternating runs).
+THREAD_TYPE = "AUTO"
 INTERPOLATION = "BICUBIC"  # swscale filter for the resize (part of the cache key via CACHE_FORMAT)
 
 
@@ -95,18 +99,74 @@ def resize_to_budget(frame, max_pixels: int):
         width=nw, height=nh, format="rgb24", interpolation=INTERPOLATION)
 
 
+CHUNK_FRAMES = 16  # frames per conversion chunk and per zstd frame in a cache entry
+
+
+def chunks(n: int) -> list[tuple[int, int]]:
+    """[start, stop) frame ranges: converted (and, cached, decompressed) in parallel threads."""
+    return [(a, min(n, a + CHUNK_FRAMES)) for a in range(0, n, CHUNK_FRAMES)]
+
+
+def in_threads(job, items) -> None:
+    """Run `job` over `items` on up to one thread per core (swscale and zstd release the GIL)."""
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        for item in items:
+            job(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(job, items))
+
+
+def stacked_planes(images):
+    """yuv420p planes (N, 3H/2, W) laid out as one frame N*H rows tall: every Y, every U, every V."""
+    import numpy as np
+
+    n, rows, w = images.shape
+    y = rows * 2 // 3 * w
+    flat = images.reshape(n, -1)
+    return np.concatenate([flat[:, :y].ravel(), flat[:, y:y + y // 4].ravel(), flat[:, y + y // 4:].ravel()])
+
+
+def plane_array(plane, rows: int, width: int):
+    """A writable view of a PyAV plane's pixels, without its row padding."""
+    import numpy as np
+
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :width]
+
+
+def stacked_to_rgb(stacked, colorspace: int, out) -> None:
+    """Convert stacked planes (see stacked_planes) into `out` (n, H, W, 3) with one swscale call.
+
+    Exact per frame: the unscaled yuv420p->rgb24 path converts each pair of rows from its own
+    chroma row, so no frame bleeds into the next (tested against frame-by-frame conversion).
+    One tall frame instead of N small ones saves N allocations and PyAV's slow copy of
+    rows whose byte width is not aligned (to_ndarray: 10 ms per 32 frames at 298 px wide).
+    """
+    import av
+
+    n, h, w, _ = out.shape
+    tall, y = av.VideoFrame(w, n * h, "yuv420p"), n * h * w
+    plane_array(tall.planes[0], n * h, w)[:] = stacked[:y].reshape(n * h, w)
+    plane_array(tall.planes[1], n * h // 2, w // 2)[:] = stacked[y:y + y // 4].reshape(n * h // 2, w // 2)
+    plane_array(tall.planes[2], n * h // 2, w // 2)[:] = stacked[y + y // 4:].reshape(n * h // 2, w // 2)
+    rgb = tall.reformat(format="rgb24", src_colorspace=colorspace or None)  # 0: unspecified
+    out.reshape(n * h, w * 3)[:] = plane_array(rgb.planes[0], n * h, w * 3)
+
+
 def to_rgb(images, pix_fmt: str, colorspace: int = 0):
     """The RGB frames the model sees, from stored planes: the one conversion both paths share."""
-    import av
     import numpy as np
-    from av.video.reformatter import VideoReformatter
 
     if pix_fmt == "rgb24":
         return np.ascontiguousarray(images)
-    src = colorspace or None  # 0: take the frame's own (unspecified) colorspace
-    sws = VideoReformatter()  # one converter for the set: its scaler context is set up once, not per frame
-    return np.stack([sws.reformat(av.VideoFrame.from_ndarray(p, format=pix_fmt), format="rgb24",
-                                  src_colorspace=src).to_ndarray() for p in images])
+    n, rows, w = images.shape
+    out = np.empty((n, rows * 2 // 3, w, 3), np.uint8)
+    in_threads(lambda ab: stacked_to_rgb(stacked_planes(images[ab[0]:ab[1]]), colorspace, out[ab[0]:ab[1]]),
+               chunks(n))
+    return out
 
 
 # ---------------------------------------------------------------- PyAV decoding
@@ -136,7 +196,9 @@ def stream_duration(container) -> float:
 
 def decode_pyav(path: Path, cfg, clip):
     """(yuv420p planes, stamps, duration, colorspace) of the frames nearest the target times."""
-    with open_container(path) as container:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with open_container(path) as container, ThreadPoolExecutor(1) as scaler:
         stream = container.streams.video[0]
         duration = stream_duration(container)
         if duration <= 0:  # no duration in the header: one pass to find it
@@ -144,9 +206,9 @@ def decode_pyav(path: Path, cfg, clip):
             container.seek(0)
         # Frame threads speed up one long pass; across seeks and GOP jumps their pipeline is
         # flushed each time and costs more than it gives (measured in bench/bench_video.py).
-        stream.thread_type = "SLICE" if duration >= SEEK_MIN_SECONDS else "AUTO"
+        stream.thread_type = THREAD_TYPE if duration < SEEK_MIN_SECONDS else "SLICE"
         targets = sample_times(duration, cfg, clip)
-        shrink = Shrinker(cfg.max_pixels, stream)
+        shrink = Shrinker(cfg.max_pixels, stream, scaler)
         seek = duration >= SEEK_MIN_SECONDS
         if cfg.sampling == "keyframes":
             chosen = pick_keyframes(container, stream, targets, shrink)
@@ -156,9 +218,7 @@ def decode_pyav(path: Path, cfg, clip):
             chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)))
         else:
             chosen = pick_exact(container, stream, targets, shrink, seek=seek)
-        import numpy as np
-
-        return np.stack([c[0] for c in chosen]), [c[1] for c in chosen], duration, shrink.colorspace
+        return shrink.planes(chosen), [c[1] for c in chosen], duration, shrink.colorspace
 
 
 def decode_threads(n_targets: int) -> int:
@@ -192,19 +252,36 @@ def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> lis
 
 
 class Shrinker:
-    """Scales chosen frames to the budget (size fixed by the first one), as yuv420p planes."""
+    """Scales chosen frames to the budget (size fixed by the first one), as yuv420p planes.
 
-    def __init__(self, max_pixels: int, stream=None):
-        self.max_pixels, self.size, self.colorspace = max_pixels, None, 0
+    With a `pool`, each frame is scaled on it while the decoder goes on (swscale releases the
+    GIL): on the 720p test clip that hides 32 scalings of 1.6 ms behind the decode.
+    """
+
+    def __init__(self, max_pixels: int, stream=None, pool=None):
+        self.max_pixels, self.size, self.colorspace, self.pool = max_pixels, None, 0, pool
         if stream is not None and stream.width and stream.height:  # fixed before any thread starts
             self.size = target_size(stream.width, stream.height, max_pixels)
 
     def __call__(self, frame, time: float):
+        """(planes, time); the planes are a Future when scaled on the pool (see `planes`)."""
         if self.size is None:
             self.size = target_size(frame.width, frame.height, self.max_pixels)
         self.colorspace = self.colorspace or int(frame.colorspace or 0)
+        if self.pool is not None:
+            return self.pool.submit(self.scale, frame), time
+        return self.scale(frame), time
+
+    def scale(self, frame):
         w, h = self.size
-        return frame.reformat(width=w, height=h, format="yuv420p", interpolation=INTERPOLATION).to_ndarray(), time
+        return frame.reformat(width=w, height=h, format="yuv420p", interpolation=INTERPOLATION).to_ndarray()
+
+    @staticmethod
+    def planes(chosen):
+        """The chosen frames' planes stacked, (N, 3H/2, W), waiting for any still being scaled."""
+        import numpy as np
+
+        return np.stack([p.result() if hasattr(p, "result") else p for p, _ in chosen])
 
 
 def frames_of(container):
@@ -248,16 +325,18 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
     by seeking. Non-reference frames more than `margin` before the next target are skipped.
     `stats`, if given, counts the frames decoded ("decoded") for the benchmark and tests.
     """
-    tb, ctx = stream.time_base, stream.codec_context
+    # float seconds, not Fractions: Fraction arithmetic per packet cost ~0.3 s of Python per
+    # 15,000 packets, time that also holds the GIL against pick_parallel's other threads
+    tb, ctx = float(stream.time_base), stream.codec_context
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     margin = max(3 / rate, 0.2)
     chosen, unsure = [None] * len(targets), []
-    state = {"k": 0, "prev": None}
+    state = {"k": 0, "prev": None, "skip": None}
 
     def take(frame):  # an output frame, in presentation order
         if frame.pts is None:
             return
-        now, k, prev = float(frame.pts * tb), state["k"], state["prev"]
+        now, k, prev = frame.pts * tb, state["k"], state["prev"]
         while k < len(targets) and now >= targets[k]:
             t = targets[k]
             near_prev = prev is not None and t - prev[1] <= now - t
@@ -271,7 +350,8 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
         t = packet.pts * tb if packet.pts is not None else None
         k = state["k"]
         far = skip and t is not None and k < len(targets) and t < targets[k] - margin
-        ctx.skip_frame = "NONREF" if far else "DEFAULT"
+        if far != state["skip"]:  # set only on a change: each set is a call into PyAV
+            ctx.skip_frame, state["skip"] = "NONREF" if far else "DEFAULT", far
         frames = stream.decode(packet)
         if stats is not None:
             stats["decoded"] = stats.get("decoded", 0) + len(frames)
@@ -483,25 +563,31 @@ def load_frames(path, cfg, clip=None, cache_dir=None, folder_fps: float = 3.0):
     check_readable(path)
     key = cache_key(path, cfg, clip, folder_fps)  # also the frame set's digest: it fixes the pixels
     if cache_dir is False:
-        return build_frameset(path, *decode(path, cfg, clip, folder_fps), digest=key)
+        return build_frameset(path, *decoded_rgb(path, cfg, clip, folder_fps), digest=key)
     if key in _MEMORY:
         _MEMORY.move_to_end(key)
         return _MEMORY[key]
     cache_file = Path(cache_dir or default_cache_dir()) / f"{key}{CACHE_SUFFIX}"
     stored = read_cache(cache_file)
     if stored is None:
-        stored = decode(path, cfg, clip, folder_fps)
-        write_cache(cache_file, stored)
+        stored = decoded_rgb(path, cfg, clip, folder_fps, cache_file)
     frameset = build_frameset(path, *stored, digest=key)
     remember(key, frameset)
     return frameset
 
 
-def build_frameset(path: Path, images, stamps, duration, colorspace, pix_fmt=None, digest=None):
+def decoded_rgb(path: Path, cfg, clip, folder_fps: float, cache_file: Path | None = None):
+    """(RGB frames, stamps, duration) decoded from the source, stored first if `cache_file`."""
+    images, stamps, duration, colorspace = decode(path, cfg, clip, folder_fps)
+    if cache_file is not None:
+        write_cache(cache_file, (images, stamps, duration, colorspace))
+    return to_rgb(images, "rgb24" if images.ndim == 4 else "yuv420p", colorspace), stamps, duration
+
+
+def build_frameset(path: Path, frames, stamps, duration, digest=None):
     from rler_eval.types import FrameSet
 
-    pix_fmt = pix_fmt or ("rgb24" if images.ndim == 4 else "yuv420p")
-    return FrameSet(frames=to_rgb(images, pix_fmt, colorspace), timestamps=[round(float(t), 3) for t in stamps],
+    return FrameSet(frames=frames, timestamps=[round(float(t), 3) for t in stamps],
                     source=str(path), duration=float(duration), digest=digest)
 
 
@@ -542,37 +628,63 @@ def decode(path: Path, cfg, clip, folder_fps: float):
 
 
 # zstd level for cache entries: on the 720p test clip (32 frames at 50,176 px) level 3 stores
-# 1.56 MB of 2.4 MB of planes in about 30 ms (level 6: 1.53 MB in 66 ms; level 1: 1.70 MB),
-# and any level decompresses in about 5 ms.
+# 1.54 MB of 2.4 MB of planes in about 30 ms (level 6: 1.53 MB in 66 ms; level 1: 1.70 MB),
+# and any level decompresses in about 4 ms.
 ZSTD_LEVEL = 3
 
 
-def encode_images(images) -> bytes:
-    """The planes compressed with zstd (lossless; a hit costs a decompression, not a decode).
+def encode_chunks(images, pix_fmt: str) -> list[bytes]:
+    """One zstd frame per chunk of frames (yuv420p stacked as in the conversion), lossless.
 
     x264 at qp 0 stored a third less, but decoding it back took 30-50 ms per 32 frames,
     which capped a disk hit at about 12x faster than decoding the source (bench/bench_video.py).
+    Chunks cost 0.4% in size and let a hit decompress and convert on every core.
     """
     import numpy as np
     import zstandard
 
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(images).tobytes())
+    ranges = chunks(len(images))
+    parts = [b""] * len(ranges)
+
+    def job(i):  # a compressor per thread: one zstd context is not to be shared
+        a, b = ranges[i]
+        raw = images[a:b] if pix_fmt == "rgb24" else stacked_planes(images[a:b])
+        parts[i] = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(np.ascontiguousarray(raw).tobytes())
+
+    in_threads(job, range(len(ranges)))
+    return parts
 
 
-def decode_images(blob: bytes, shape):
+def decode_chunks(blob, sizes: list[int], head: dict):
+    """The RGB frames of an entry: each chunk decompressed and converted on its own thread."""
     import numpy as np
     import zstandard
 
-    raw = zstandard.ZstdDecompressor().decompress(blob)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(tuple(int(x) for x in shape))
+    n, shape = head["shape"][0], head["shape"][1:]
+    rgb = shape if head["pix_fmt"] == "rgb24" else [shape[0] * 2 // 3, shape[1], 3]
+    out = np.empty([n, *rgb], np.uint8)
+    ranges, offsets = chunks(n), list(itertools.accumulate([0, *sizes]))
+    if len(ranges) != len(sizes) or offsets[-1] != len(blob):
+        raise ValueError("chunk table does not match the entry")
+
+    def job(i):
+        (a, b), part = ranges[i], blob[offsets[i]:offsets[i + 1]]
+        raw = np.frombuffer(zstandard.ZstdDecompressor().decompress(part), np.uint8)
+        if head["pix_fmt"] == "rgb24":
+            out[a:b] = raw.reshape(out[a:b].shape)
+        else:
+            stacked_to_rgb(raw, int(head["colorspace"]), out[a:b])
+
+    in_threads(job, range(len(ranges)))
+    return out
 
 
 CACHE_SUFFIX = ".frames"
-CACHE_MAGIC = b"rler-eval frames\n"  # then a 4-byte header length, a JSON header, the zstd blob
+CACHE_MAGIC = b"rler-eval frames\n"  # then a 4-byte header length, a JSON header, the zstd chunks
 
 
 def read_cache(cache_file: Path):
-    """The stored (images, stamps, duration, colorspace, pix_fmt), or None; a hit refreshes its LRU time."""
+    """The stored (RGB frames, stamps, duration), or None; a hit refreshes its LRU time."""
     import json
 
     try:
@@ -585,8 +697,8 @@ def read_cache(cache_file: Path):
             return None
         size = int.from_bytes(data[m:m + 4], "little")
         head = json.loads(bytes(data[m + 4:m + 4 + size]))
-        images = decode_images(data[m + 4 + size:], head["shape"])
-        stored = images, head["timestamps"], float(head["duration"]), int(head["colorspace"]), head["pix_fmt"]
+        frames = decode_chunks(data[m + 4 + size:], head["chunks"], head)
+        stored = frames, head["timestamps"], float(head["duration"])
     except Exception:  # noqa: BLE001 - a torn or foreign cache file is simply rebuilt
         return None
     try:
@@ -603,15 +715,17 @@ def write_cache(cache_file: Path, stored) -> None:
     """Atomic: write a temporary file, then rename, so concurrent shards never read a torn file."""
     import json
 
-    images, stamps, duration, colorspace = stored[:4]
-    head = json.dumps({"shape": list(images.shape), "pix_fmt": "rgb24" if images.ndim == 4 else "yuv420p",
+    images, stamps, duration, colorspace = stored
+    pix_fmt = "rgb24" if images.ndim == 4 else "yuv420p"
+    parts = encode_chunks(images, pix_fmt)
+    head = json.dumps({"shape": list(images.shape), "pix_fmt": pix_fmt, "chunks": [len(c) for c in parts],
                        "timestamps": [float(t) for t in stamps], "duration": float(duration or 0.0),
                        "colorspace": int(colorspace)}).encode()
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     # the temporary name ends in the entry suffix, so a file left by a killed writer still counts
     # against the bound and is evicted (readers never open it: its name is no key)
     tmp = cache_file.with_name(f"{cache_file.stem}.tmp{os.getpid()}{CACHE_SUFFIX}")
-    tmp.write_bytes(CACHE_MAGIC + len(head).to_bytes(4, "little") + head + encode_images(images))
+    tmp.write_bytes(b"".join([CACHE_MAGIC, len(head).to_bytes(4, "little"), head, *parts]))
     os.replace(tmp, cache_file)
     folder = str(cache_file.parent)
     _WRITTEN[folder] = _WRITTEN.get(folder, 0) + cache_file.stat().st_size
