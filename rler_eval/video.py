@@ -283,7 +283,10 @@ class Shrinker:
         """The chosen frames' planes stacked, (N, 3H/2, W), waiting for any still being scaled."""
         import numpy as np
 
-        return np.stack([p.result() if hasattr(p, "result") else p for p, _ in chosen])
+        try:
+            return np.stack([p.result() if hasattr(p, "result") else p for p, _ in chosen])
+        except Exception as e:  # noqa: BLE001 - a frame swscale rejects is a bad video, not a crash
+            raise VideoError(f"cannot scale a decoded frame ({type(e).__name__}: {e})") from None
 
 
 def frames_of(container):

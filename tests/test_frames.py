@@ -293,3 +293,15 @@ def test_a_killed_writers_temporary_file_is_evicted(tmp_path, monkeypatch):
     for n in (3, 4):
         fetch(path, cache, n=n)
     assert not left_behind.exists() and len(list(cache.glob(f"*{video.CACHE_SUFFIX}"))) == 2
+
+
+def test_a_frame_the_scaler_rejects_is_a_video_error_naming_the_file(tmp_path, monkeypatch):
+    """Chosen frames are scaled on a second thread; its failure still becomes one VideoError."""
+    path = textured_video(tmp_path / "v.mp4", n=40)
+
+    def broken(self, frame):
+        raise ValueError("swscale refused")
+
+    monkeypatch.setattr(video.Shrinker, "scale", broken)
+    with pytest.raises(video.VideoError, match=r"v\.mp4.*swscale refused"):
+        fetch(path, False, n=4)
