@@ -4,6 +4,7 @@ the evidence at the annotated key times (checked on decoded pixels, family by fa
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -229,6 +230,20 @@ def test_sft_target_parses_back_to_answer_and_key_frames(samples):
             assert ev.answer == s.answer and ev.frames == labels, (s.id, text)
             assert set(ev.mentioned) == set(labels) and evidence.transparency(ev) == 1.0, text
             assert evidence.grounding_f1(ev.frames, labels) == 1.0
+
+
+def test_change_targets_compare_attributes_and_mark_the_answer(samples):
+    """The change target's word-by-word comparison marks the answer's attribute, and only it."""
+    seen = set()
+    for s in (s for s in samples if s.doc["family"] == "change"):
+        fs, _, _ = key_frames(s)
+        think = sv.sft_target(s, fs).split("<frames>")[0]
+        marks = dict(re.findall(r"(colour|shape|position) [^;:]*: (same|changed)", think))
+        assert set(marks) == {"colour", "shape", "position"}, think
+        changed = {f"its {k}" for k, v in marks.items() if v == "changed"} or {"nothing"}
+        assert changed == {correct_text(s)}, (s.id, think)
+        seen |= changed
+    assert len(seen) >= 3  # the fixture's change questions cover most answers
 
 
 def test_load_samples(samples, data):

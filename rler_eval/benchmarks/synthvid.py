@@ -465,7 +465,7 @@ def sft_target(sample: Sample, frameset) -> str:
     cited = frameset.key_frame_labels(key_times)
     scenes = frame_scenes(sample, frameset)
     restate = sample.doc.get("family") in RESTATED and len(scenes) == len(frameset.labels)
-    lines = []
+    lines, restated = [], []
     for t, text in sample.doc.get("notes") or []:
         # the key interval this note describes (the one containing it, else the nearest)
         interval = min(key_times, key=lambda k: 0.0 if k[0] <= t <= k[1] else min(abs(t - k[0]), abs(t - k[1])),
@@ -473,13 +473,34 @@ def sft_target(sample: Sample, frameset) -> str:
         labels = frameset.key_frame_labels([interval])
         if restate and labels:  # copy the frames' inventory entries; the answer compares them
             lines.extend(f"In frame {x}: {scenes[frameset.labels.index(x)]}." for x in labels)
+            restated.append([scenes[frameset.labels.index(x)] for x in labels])
         else:
             lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
+    if sample.doc.get("family") == "change" and len(restated) == 2:
+        lines.append(attribute_comparison(restated[0][0], restated[1][-1]))
     if not lines and cited:
         lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
     think = " ".join([inventory(sample, frameset)] + lines + [f"So the answer is {correct}."])
     return evidence.format_evidence(think, cited, correct)
+
+
+def attribute_comparison(before: str, after: str) -> str:
+    """'colour red, red: same; shape square, circle: changed; position left, left: same.'
+
+    Why: rler-tiny restated the right two frames yet its answer agreed with a comparison of
+    its own restatements in 2 of 60 change questions (README). Comparing the two
+    descriptions word against word, one attribute at a time, makes each step a local
+    same-or-not judgement, and the answer names the attribute marked "changed" (the
+    attribute names are the options' words: its colour / its shape / its position).
+    """
+    def attributes(text):  # 'red square top-left' -> colour, shape, position ('centre' if none)
+        words = text.split(" ", 2)
+        return dict(zip(("colour", "shape", "position"), [*words[:2], words[2] if len(words) > 2 else "centre"]))
+
+    a, b = attributes(before), attributes(after)
+    return "; ".join(f"{k} {a.get(k, '')}, {b.get(k, '')}: {'same' if a.get(k) == b.get(k) else 'changed'}"
+                     for k in ("colour", "shape", "position")) + "."
 
 
 def inventory(sample: Sample, frameset) -> str:
