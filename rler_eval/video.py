@@ -62,7 +62,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # PyAV thread type for clips read in one pass: on the 720p test clip (132 P-frames, 2 cores,
 # chosen frames scaled on a second thread) frame threads fetched 32 frames in 0.35-0.39 s,
 # one decoding thread in 0.42 s (medians of 8 alternating runs).
+# Small frames invert that: on synthvid's 112x112 clips frame threads cost more to start and
+# feed than they save (3.0 ms per clip against 1.6 ms with one thread), so they are used
+# only from FRAME_THREADS_MIN_PIXELS up.
 THREAD_TYPE = "AUTO"
+FRAME_THREADS_MIN_PIXELS = 640 * 360
 INTERPOLATION = "BICUBIC"  # swscale filter for the resize (part of the cache key via CACHE_FORMAT)
 
 
@@ -208,7 +212,7 @@ def decode_pyav(path: Path, cfg, clip):
             container.seek(0)
         # Frame threads speed up one long pass; across seeks and GOP jumps their pipeline is
         # flushed each time and costs more than it gives (measured in bench/bench_video.py).
-        stream.thread_type = THREAD_TYPE if duration < SEEK_MIN_SECONDS else "SLICE"
+        stream.thread_type = one_pass_threads(stream) if duration < SEEK_MIN_SECONDS else "SLICE"
         targets = sample_times(duration, cfg, clip)
         shrink = Shrinker(cfg.max_pixels, stream, scaler)
         seek = duration >= SEEK_MIN_SECONDS
@@ -221,6 +225,14 @@ def decode_pyav(path: Path, cfg, clip):
         else:
             chosen = pick_exact(container, stream, targets, shrink, seek=seek)
         return shrink.planes(chosen), [c[1] for c in chosen], duration, shrink.colorspace
+
+
+def one_pass_threads(stream) -> str:
+    """THREAD_TYPE for a clip read in one pass, unless its frames are too small to gain from it."""
+    if (stream.width or 0) * (stream.height or 0) >= FRAME_THREADS_MIN_PIXELS:
+        return THREAD_TYPE
+    stream.codec_context.thread_count = 1
+    return "SLICE"
 
 
 def decode_threads(n_targets: int) -> int:

@@ -107,3 +107,51 @@ def test_training_positions_are_the_evaluation_positions(rows):
         n = ref["input_ids"].shape[1]
         assert torch.equal(inputs["position_ids"][:, i, :n], expected[:, 0])
         assert not torch.equal(expected[0, 0], torch.arange(n))  # really 3D: not the 1D fallback
+
+
+PHASED = {**CFG, "max_steps": 2, "phases": [{"max_steps": 3, "learning_rate": 0.005, "warmup_steps": 1,
+                                             "oversample": {"change": 3}}]}
+
+
+@pytest.mark.parametrize("dies_at", [3, 5])  # 3: resumes at the phase boundary; 5: inside phase 2
+def test_phased_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch, dies_at):
+    import torch
+
+    from rler_eval.training import sft
+
+    model, processor = fresh()
+    straight = sft.run_loop(dict(PHASED), model, processor, rows, tmp_path / "a")
+    assert [e["phase"] for e in straight.state.log_history] == [0, 0, 1, 1, 1]
+    lrs = [e["learning_rate"] for e in straight.state.log_history]
+    assert lrs[1] == 0.0 and 0 < lrs[2] <= 0.005  # phase 1 restarts its own schedule at its own rate
+    calls = {"n": 0}
+    real = sft.completion_loss
+
+    def dies(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == dies_at:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sft, "completion_loss", dies)
+    model, processor = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        sft.run_loop(dict(PHASED), model, processor, rows, tmp_path / "b")
+    monkeypatch.setattr(sft, "completion_loss", real)
+    model, processor = fresh()
+    resumed = sft.run_loop(dict(PHASED), model, processor, rows, tmp_path / "b")
+    assert [e["step"] for e in resumed.state.log_history] == [1, 2, 3, 4, 5]
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, straight.model.state_dict()[k], atol=1e-6), k
+
+
+def test_oversampling_draws_a_family_k_times_as_often(rows):
+    from rler_eval.training.sft import sampling_pool
+
+    data = [{"family": r["family"]} for r in rows]
+    pool = sampling_pool(data, {"change": 4})
+    for i, d in enumerate(data):
+        assert pool.count(i) == (4 if d["family"] == "change" else 1)
+    assert "change" in {d["family"] for d in data}
+    with pytest.raises(ValueError, match="no training rows of family"):
+        sampling_pool(data, {"chnage": 2})

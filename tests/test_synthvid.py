@@ -382,3 +382,37 @@ def test_text_only_learner_finds_a_planted_leak():
             out.append({**r, "options": [correct] + [o for o in r["options"] if o != correct], "answer": "A"})
         return out
     assert sv.text_only_accuracy(leaky(sv.text_rows(600, seed=1)), leaky(sv.text_rows(200, seed=0))) > 0.9
+
+
+def test_a_set_smaller_than_its_card_is_regenerated_with_the_same_first_questions(tmp_path, capsys):
+    from rler_eval.tasks import card_from_dict
+
+    def card(n):
+        return card_from_dict({"name": "grow", "benchmark": "synthvid", "data_root": str(tmp_path),
+                               "args": {"generate": True, "n": n, "seed": 7}})
+
+    small = sv.load_samples(card(5))
+    grown = sv.load_samples(card(10))
+    assert len(small) == 5 and len(grown) == 10
+    assert [s.doc for s in grown[:5]] == [s.doc for s in small]
+    assert "fewer than the card's 10 questions" in capsys.readouterr().err
+    assert len(sv.load_samples(card(5))) == 10  # a larger set is kept; the recipe's limit cuts it
+
+
+def test_describe_groups_colours_as_the_per_colour_masks_did():
+    import random
+
+    rng = random.Random(3)
+    for family in sv.FAMILIES:
+        clip, _ = sv.BUILDERS[family](rng)
+        for frame in clip[::5]:
+            want = []
+            flat = frame.reshape(-1, 3).astype(np.int32)
+            for name, colour in sv.COLOURS.items():  # the slow reference: one full mask per colour
+                ys, xs = np.nonzero((flat == colour).all(axis=1).reshape(frame.shape[:2]))
+                if len(xs) < 20:
+                    continue
+                box = (xs.max() - xs.min() + 1) * (ys.max() - ys.min() + 1)
+                shape = "square" if len(xs) / box > 0.9 else "circle"
+                want.append((xs.mean(), f"{name} {shape}{sv.position_word(xs.mean(), ys.mean())}"))
+            assert sv.describe(frame) == ", ".join(t for _, t in sorted(want))

@@ -24,7 +24,9 @@ from pathlib import Path
 
 LOOP_DEFAULTS = {"max_steps": 1000, "learning_rate": 2e-3, "per_device_train_batch_size": 16,
                  "warmup_steps": 100, "weight_decay": 0.0, "logging_steps": 50, "save_steps": 250,
-                 "max_grad_norm": 1.0, "seed": 0, "threads": 0}
+                 "max_grad_norm": 1.0, "seed": 0, "threads": 0, "oversample": None, "phases": None}
+# What a later phase may set; each phase starts a fresh AdamW and its own warmup + cosine decay.
+PHASE_KEYS = ("max_steps", "learning_rate", "warmup_steps", "oversample")
 
 
 def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path, args=None):
@@ -87,7 +89,7 @@ def tokenize_rows(rows: list[dict], processor, model) -> list[dict]:
         for t in tok(text, add_special_tokens=False)["input_ids"]:
             ids.extend([t] * per_image if t == pad_img else [t])
         item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
-                "images": row["images"]}
+                "images": row["images"], "family": row.get("family")}
         item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
         out.append(item)
     return out
@@ -154,30 +156,41 @@ def completion_loss(model, inputs, target):
 
 
 def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopResult:
+    """The lean SFT loop: one or more phases over pre-tokenized rows, resumable at any save.
+
+    `oversample: {family: k}` draws a row of that family k times as often (rows carry their
+    synthvid family); `phases: [{max_steps, learning_rate, warmup_steps, oversample}, ...]`
+    continue after `max_steps` with a fresh optimiser and schedule, e.g. a short final phase
+    that concentrates on the family the model still gets wrong.
+    """
     import torch
 
     unknown = set(cfg) - set(LOOP_DEFAULTS)
     if unknown:
         raise ValueError(f"sft (engine: loop): unknown setting(s) {sorted(unknown)}; known: {sorted(LOOP_DEFAULTS)}")
     cfg = {**LOOP_DEFAULTS, **cfg}
+    phases = loop_phases(cfg)
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     data = tokenize_rows(rows, processor, model)
-    steps, bs = int(cfg["max_steps"]), int(cfg["per_device_train_batch_size"])
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["learning_rate"]),
-                            weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98))
-    warm = max(1, int(cfg["warmup_steps"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
-    state = resume(out, model, opt, sched) or {"step": 0, "log": [], "rng": None}
+    steps, bs = sum(p["max_steps"] for p in phases), int(cfg["per_device_train_batch_size"])
+    state = read_position(out) or {"step": 0, "log": [], "rng": None}
     rng = random.Random(int(cfg["seed"]))
     if state["rng"] is not None:
         rng.setstate(_as_rng_state(state["rng"]))
     torch.manual_seed(int(cfg["seed"]) + state["step"])
     model.train()
-    losses, t0 = [], time.time()
+    losses, t0, k, opt, sched = [], time.time(), None, None, None
     for step in range(state["step"] + 1, steps + 1):
-        batch, target = collate([data[rng.randrange(len(data))] for _ in range(bs)], processor)
+        if k != phase_at(phases, step):
+            k = phase_at(phases, step)
+            opt, sched = optimiser(model, phases[k], cfg)
+            pool = sampling_pool(data, phases[k]["oversample"])
+            if step == state["step"] + 1 and state.get("phase", 0) == k and state["step"]:
+                resume(out, model, opt, sched)  # mid-phase: the saved optimiser and schedule too
+            elif step == state["step"] + 1 and state["step"]:
+                resume(out, model)
+        batch, target = collate([data[pool[rng.randrange(len(pool))]] for _ in range(bs)], processor)
         loss = completion_loss(model, batch, target)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
@@ -186,17 +199,62 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         if step % int(cfg["logging_steps"]) == 0 or step == steps:
-            entry = {"step": step, "loss": round(sum(losses) / len(losses), 5),
+            entry = {"step": step, "loss": round(sum(losses) / len(losses), 5), "phase": k,
                      "learning_rate": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}
             state["log"].append(entry)
             print(f"sft {json.dumps(entry)}", flush=True)
             losses = []
         if step % int(cfg["save_steps"]) == 0 and step < steps:
-            checkpoint(out, model, opt, sched, {"step": step, "log": state["log"], "rng": rng.getstate()})
+            checkpoint(out, model, opt, sched, {"step": step, "phase": k, "log": state["log"], "rng": rng.getstate()})
     model.eval()
     import shutil
     shutil.rmtree(out / "resume", ignore_errors=True)  # finished: the stage's saved model is the result
     return LoopResult(model, state["log"])
+
+
+def loop_phases(cfg: dict) -> list[dict]:
+    """The base phase from `cfg`, then each of `cfg['phases']` (unset keys: the base's)."""
+    base = {key: cfg[key] for key in PHASE_KEYS}
+    phases = [base]
+    for i, extra in enumerate(cfg["phases"] or []):
+        unknown = set(extra) - set(PHASE_KEYS)
+        if unknown:
+            raise ValueError(f"sft phases[{i}]: unknown setting(s) {sorted(unknown)}; known: {list(PHASE_KEYS)}")
+        phases.append({**base, **extra})
+    for p in phases:
+        p["max_steps"] = int(p["max_steps"])
+    return phases
+
+
+def phase_at(phases: list[dict], step: int) -> int:
+    """Index of the phase that runs global step `step` (1-based)."""
+    end = 0
+    for k, p in enumerate(phases):
+        end += p["max_steps"]
+        if step <= end:
+            return k
+    return len(phases) - 1
+
+
+def optimiser(model, phase: dict, cfg: dict):
+    """A fresh AdamW with linear warmup, then cosine decay to 0 over the phase."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=float(phase["learning_rate"]),
+                            weight_decay=float(cfg["weight_decay"]), betas=(0.9, 0.98))
+    warm, n = max(1, int(phase["warmup_steps"])), phase["max_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / n))))
+    return opt, sched
+
+
+def sampling_pool(data: list[dict], oversample: dict | None) -> list[int]:
+    """Row indices to draw from uniformly: a row of an oversampled family appears k times."""
+    weights = {str(f): int(k) for f, k in (oversample or {}).items()}
+    missing = set(weights) - {d.get("family") for d in data}
+    if missing:
+        raise ValueError(f"sft oversample: no training rows of family {sorted(missing)}")
+    return [i for i, d in enumerate(data) for _ in range(weights.get(d.get("family"), 1))]
 
 
 def checkpoint(out: Path, model, opt, sched, state: dict) -> None:
@@ -214,19 +272,22 @@ def checkpoint(out: Path, model, opt, sched, state: dict) -> None:
     tmp.rename(final)
 
 
-def resume(out: Path, model, opt, sched) -> dict | None:
+def read_position(out: Path) -> dict | None:
+    path = out / "resume" / "position.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def resume(out: Path, model, opt=None, sched=None) -> None:
+    """Load the saved model (and, within the same phase, the optimiser and schedule)."""
     import torch
 
     path = out / "resume"
-    if not (path / "position.json").is_file():
-        return None
     blob = torch.load(path / "state.pt", weights_only=True)
     model.load_state_dict(blob["model"])
-    opt.load_state_dict(blob["opt"])
-    sched.load_state_dict(blob["sched"])
-    state = json.loads((path / "position.json").read_text())
-    print(f"sft: resuming from step {state['step']} ({path})", flush=True)
-    return state
+    if opt is not None:
+        opt.load_state_dict(blob["opt"])
+        sched.load_state_dict(blob["sched"])
+    print(f"sft: resuming from step {read_position(out)['step']} ({path})", flush=True)
 
 
 def _as_rng_state(raw):
