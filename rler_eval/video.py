@@ -162,6 +162,11 @@ def stacked_to_rgb(stacked, colorspace: int, out) -> None:
     out.reshape(n * h, w * 3)[:] = plane_array(rgb.planes[0], n * h, w * 3)
 
 
+def pix_fmt_of(images) -> str:
+    """How decoded images are laid out: RGB (N, H, W, 3) from folders and decord, else yuv420p planes."""
+    return "rgb24" if images.ndim == 4 else "yuv420p"
+
+
 def to_rgb(images, pix_fmt: str, colorspace: int = 0):
     """The RGB frames the model sees, from stored planes: the one conversion both paths share."""
     import numpy as np
@@ -598,7 +603,7 @@ def decoded_rgb(path: Path, cfg, clip, folder_fps: float, cache_file: Path | Non
     images, stamps, duration, colorspace = decode(path, cfg, clip, folder_fps)
     if cache_file is not None:
         write_cache(cache_file, (images, stamps, duration, colorspace))
-    return to_rgb(images, "rgb24" if images.ndim == 4 else "yuv420p", colorspace), stamps, duration
+    return to_rgb(images, pix_fmt_of(images), colorspace), stamps, duration
 
 
 def build_frameset(path: Path, frames, stamps, duration, digest=None):
@@ -733,7 +738,7 @@ def write_cache(cache_file: Path, stored) -> None:
     import json
 
     images, stamps, duration, colorspace = stored
-    pix_fmt = "rgb24" if images.ndim == 4 else "yuv420p"
+    pix_fmt = pix_fmt_of(images)
     parts = encode_chunks(images, pix_fmt)
     head = json.dumps({"shape": list(images.shape), "pix_fmt": pix_fmt, "chunks": [len(c) for c in parts],
                        "timestamps": [float(t) for t in stamps], "duration": float(duration or 0.0),

@@ -155,3 +155,17 @@ def test_oversampling_draws_a_family_k_times_as_often(rows):
     assert "change" in {d["family"] for d in data}
     with pytest.raises(ValueError, match="no training rows of family"):
         sampling_pool(data, {"chnage": 2})
+
+
+def test_forked_tokenizing_gives_the_rows_tokenized_here(rows, monkeypatch):
+    import torch
+
+    from rler_eval.training import sft
+
+    model, processor = fresh()
+    here = sft.tokenize_rows(rows, processor, model, workers=0)
+    monkeypatch.setattr(sft, "FORK_MIN_ROWS", 0)
+    forked = sft.tokenize_rows(rows, processor, model, workers=2)
+    for a, b in zip(here, forked, strict=True):
+        assert (a["prompt"], a["completion"], a["family"]) == (b["prompt"], b["completion"], b["family"])
+        assert a["images"] is b["images"] and torch.equal(a["positions"], b["positions"])

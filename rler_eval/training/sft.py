@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -71,28 +72,65 @@ class LoopResult:
         return True
 
 
-def tokenize_rows(rows: list[dict], processor, model) -> list[dict]:
+def tokenize_rows(rows: list[dict], processor, model, workers: int | None = None) -> list[dict]:
     """Each row as prompt ids (image placeholders expanded), completion ids, its frames and,
     for Qwen2-VL-family models, its 3D rotary positions (`rope_positions`). The model is
-    required: without it a Qwen2-VL-family row would silently train on 1D positions."""
+    required: without it a Qwen2-VL-family row would silently train on 1D positions.
+
+    Rows are tokenized by `workers` forked processes (default: one per core, at most 4) when
+    there are many: 24,000 rows took 2.5 minutes in one process. Workers inherit the rows,
+    processor and model, and send back only ids and positions."""
+    import multiprocessing as mp
+
     from tqdm import tqdm
 
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    progress = {"desc": "tokenize", "unit": "q", "mininterval": 10, "total": len(rows)}
+    if workers <= 1 or len(rows) < FORK_MIN_ROWS or "fork" not in mp.get_all_start_methods():
+        return [tokenize_row(row, processor, model) for row in tqdm(rows, **progress)]
+    _FORKED[:] = [rows, processor, model]
+    try:
+        with mp.get_context("fork").Pool(workers, initializer=_one_thread) as pool:
+            out = list(tqdm(pool.imap(_tokenize_forked, range(len(rows)), chunksize=200), **progress))
+    finally:
+        _FORKED.clear()
+    for item, row in zip(out, rows):
+        item["images"] = row["images"]
+    return out
+
+
+FORK_MIN_ROWS = 1000  # below this, starting the workers costs more than it saves
+_FORKED: list = []  # (rows, processor, model) for forked tokenizing workers
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # a worker per core already; torch's own threads would oversubscribe
+
+
+def _tokenize_forked(i: int) -> dict:
+    rows, processor, model = _FORKED
+    item = tokenize_row(rows[i], processor, model)
+    del item["images"]  # the parent still holds them
+    return item
+
+
+def tokenize_row(row: dict, processor, model) -> dict:
+    """One row's ids, completion ids, frames, family and mrope positions (see tokenize_rows)."""
     tok = processor.tokenizer
     pad_img = tok.convert_tokens_to_ids(processor.image_token)
-    out = []
-    for row in tqdm(rows, desc="tokenize", unit="q", mininterval=10):
-        text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
-        completion = row["completion"][0]["content"][0]["text"] + tok.eos_token
-        grid = processor.image_processor(images=row["images"][:1], return_tensors="pt")["image_grid_thw"]
-        per_image = int(grid[0].prod()) // processor.image_processor.merge_size ** 2
-        ids = []
-        for t in tok(text, add_special_tokens=False)["input_ids"]:
-            ids.extend([t] * per_image if t == pad_img else [t])
-        item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
-                "images": row["images"], "family": row.get("family")}
-        item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
-        out.append(item)
-    return out
+    text = processor.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    completion = row["completion"][0]["content"][0]["text"] + tok.eos_token
+    grid = processor.image_processor(images=row["images"][:1], return_tensors="pt")["image_grid_thw"]
+    per_image = int(grid[0].prod()) // processor.image_processor.merge_size ** 2
+    ids = []
+    for t in tok(text, add_special_tokens=False)["input_ids"]:
+        ids.extend([t] * per_image if t == pad_img else [t])
+    item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
+            "images": row["images"], "family": row.get("family")}
+    item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
+    return item
 
 
 def rope_positions(model, ids: list[int], image_token: int, grids):
