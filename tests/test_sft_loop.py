@@ -166,6 +166,12 @@ def test_forked_tokenizing_gives_the_rows_tokenized_here(rows, monkeypatch):
     here = sft.tokenize_rows(rows, processor, model, workers=0)
     monkeypatch.setattr(sft, "FORK_MIN_ROWS", 0)
     forked = sft.tokenize_rows(rows, processor, model, workers=2)
+    # what a worker sends holds no tensor: torch sends each one as a file descriptor, and
+    # 24,000 rows ran out of them and hung the pool
+    sft._FORKED[:] = [rows, processor, model]
+    sent = [sft._tokenize_forked(i) for i in range(len(rows))]
+    sft._FORKED.clear()
+    assert not any(isinstance(v, torch.Tensor) for item in sent for v in item.values())
     for a, b in zip(here, forked, strict=True):
         assert (a["prompt"], a["completion"], a["family"]) == (b["prompt"], b["completion"], b["family"])
         assert a["images"] is b["images"] and torch.equal(a["positions"], b["positions"])

@@ -82,6 +82,7 @@ def tokenize_rows(rows: list[dict], processor, model, workers: int | None = None
     processor and model, and send back only ids and positions."""
     import multiprocessing as mp
 
+    import torch
     from tqdm import tqdm
 
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
@@ -96,6 +97,8 @@ def tokenize_rows(rows: list[dict], processor, model, workers: int | None = None
         _FORKED.clear()
     for item, row in zip(out, rows):
         item["images"] = row["images"]
+        if item["positions"] is not None:
+            item["positions"] = torch.from_numpy(item["positions"])
     return out
 
 
@@ -113,6 +116,10 @@ def _tokenize_forked(i: int) -> dict:
     rows, processor, model = _FORKED
     item = tokenize_row(rows[i], processor, model)
     del item["images"]  # the parent still holds them
+    # numpy, not a tensor: torch would pass each tensor as a shared-memory file descriptor,
+    # and 24,000 of them ran out of descriptors ("received 0 items of ancdata") and hung the pool
+    if item["positions"] is not None:
+        item["positions"] = item["positions"].numpy()
     return item
 
 
