@@ -94,7 +94,10 @@ TINY_RUNS = results/runs/tiny
 TINY = checkpoints/rler-tiny
 TINY_SFT = runs/train/rler-tiny/sft
 TINY_LIMIT ?= 200
+# the whole held-out split (500 questions) greedy for both stages, then the 200-question runs
 results-tiny:
+	$(BIN)/rler-eval run --task synthvid --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy_all500
+	$(BIN)/rler-eval run --task synthvid --model $(TINY) --strategy greedy --out $(TINY_RUNS)/rler-tiny_greedy_all500
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --out $(TINY_RUNS)/sft-only_greedy
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy greedy --ablate-frames blank --out $(TINY_RUNS)/sft-only_greedy_blank
 	$(BIN)/rler-eval run --task synthvid --limit $(TINY_LIMIT) --model $(TINY_SFT) --strategy rler --out $(TINY_RUNS)/sft-only_rler

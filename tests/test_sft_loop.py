@@ -57,6 +57,29 @@ def test_loss_covers_only_the_completion(rows):
         assert tok.decode(picked).startswith("<think>Frames: 1 ")
 
 
+def killed_then_resumed(cfg: dict, rows, out, monkeypatch, dies_at: int):
+    """Run the loop until step `dies_at` raises, then run it again as a new process would."""
+    from rler_eval.training import sft
+
+    calls = {"n": 0}
+    real = sft.completion_loss
+
+    def dies(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == dies_at:
+            raise KeyboardInterrupt("killed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sft, "completion_loss", dies)
+    model, processor = fresh()
+    with pytest.raises(KeyboardInterrupt):
+        sft.run_loop(dict(cfg), model, processor, rows, out)
+    assert (out / "resume" / "position.json").is_file()
+    monkeypatch.setattr(sft, "completion_loss", real)
+    model, processor = fresh()  # a new process: weights come back from the resume state
+    return sft.run_loop(dict(cfg), model, processor, rows, out)
+
+
 def test_killed_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch):
     import torch
 
@@ -64,24 +87,7 @@ def test_killed_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch):
 
     model, processor = fresh()
     straight = sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "a").model.state_dict()
-
-    calls = {"n": 0}
-    real = sft.completion_loss
-
-    def dies_at_step_3(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(sft, "completion_loss", dies_at_step_3)
-    model, processor = fresh()
-    with pytest.raises(KeyboardInterrupt):
-        sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "b")
-    assert (tmp_path / "b" / "resume" / "position.json").is_file()
-    monkeypatch.setattr(sft, "completion_loss", real)
-    model, processor = fresh()  # a new process: weights come back from the resume state
-    resumed = sft.run_loop(dict(CFG), model, processor, rows, tmp_path / "b")
+    resumed = killed_then_resumed(CFG, rows, tmp_path / "b", monkeypatch, dies_at=3)
     assert [e["step"] for e in resumed.state.log_history] == [1, 2, 3, 4]
     for k, v in resumed.model.state_dict().items():
         assert torch.allclose(v, straight[k], atol=1e-6), k
@@ -124,22 +130,7 @@ def test_phased_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch, d
     assert [e["phase"] for e in straight.state.log_history] == [0, 0, 1, 1, 1]
     lrs = [e["learning_rate"] for e in straight.state.log_history]
     assert lrs[1] == 0.0 and 0 < lrs[2] <= 0.005  # phase 1 restarts its own schedule at its own rate
-    calls = {"n": 0}
-    real = sft.completion_loss
-
-    def dies(*a, **k):
-        calls["n"] += 1
-        if calls["n"] == dies_at:
-            raise KeyboardInterrupt("killed")
-        return real(*a, **k)
-
-    monkeypatch.setattr(sft, "completion_loss", dies)
-    model, processor = fresh()
-    with pytest.raises(KeyboardInterrupt):
-        sft.run_loop(dict(PHASED), model, processor, rows, tmp_path / "b")
-    monkeypatch.setattr(sft, "completion_loss", real)
-    model, processor = fresh()
-    resumed = sft.run_loop(dict(PHASED), model, processor, rows, tmp_path / "b")
+    resumed = killed_then_resumed(PHASED, rows, tmp_path / "b", monkeypatch, dies_at)
     assert [e["step"] for e in resumed.state.log_history] == [1, 2, 3, 4, 5]
     for k, v in resumed.model.state_dict().items():
         assert torch.allclose(v, straight.model.state_dict()[k], atol=1e-6), k
