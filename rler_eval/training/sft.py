@@ -227,14 +227,11 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
     model.train()
     losses, t0, k, opt, sched = [], time.time(), None, None, None
     for step in range(state["step"] + 1, steps + 1):
-        if k != phase_at(phases, step):
-            k = phase_at(phases, step)
+        if k != (k := phase_at(phases, step)):  # a new phase, or the first step of this run
             opt, sched = optimiser(model, phases[k], cfg)
             pool = sampling_pool(data, phases[k]["oversample"])
-            if step == state["step"] + 1 and state.get("phase", 0) == k and state["step"]:
-                resume(out, model, opt, sched)  # mid-phase: the saved optimiser and schedule too
-            elif step == state["step"] + 1 and state["step"]:
-                resume(out, model)
+            if step == state["step"] + 1 and state["step"]:  # resuming: mid-phase, the optimiser too
+                resume(out, model, *((opt, sched) if state.get("phase", 0) == k else ()))
         batch, target = collate([data[pool[rng.randrange(len(pool))]] for _ in range(bs)], processor)
         loss = completion_loss(model, batch, target)
         loss.backward()
