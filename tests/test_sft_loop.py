@@ -93,6 +93,27 @@ def test_killed_stage_resumes_to_the_same_weights(tmp_path, rows, monkeypatch):
         assert torch.allclose(v, straight[k], atol=1e-6), k
 
 
+def test_micro_batches_give_the_one_batch_gradient(rows):
+    """Length-sorted micro-batches (fewer padded positions) give the one-batch loss and
+    gradient: each part's summed loss is scaled by the whole batch's token count."""
+    import torch
+
+    from rler_eval.training.sft import backward_in_parts, tokenize_rows
+
+    model, processor = fresh()
+    data = tokenize_rows(rows[:5], processor, model)
+    assert len({len(d["prompt"]) + len(d["completion"]) for d in data}) > 1  # padding to save
+    grads = {}
+    for parts in (1, 2, 3):
+        model.zero_grad()
+        loss = backward_in_parts(model, data, processor, parts)
+        grads[parts] = (loss, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    for parts in (2, 3):
+        assert grads[parts][0] == pytest.approx(grads[1][0], rel=1e-6)
+        assert torch.allclose(grads[parts][1], grads[1][1], atol=1e-7, rtol=1e-4)
+    assert grads[1][1].abs().max() > 1e-3  # a real gradient, not zeros
+
+
 def test_training_positions_are_the_evaluation_positions(rows):
     """The loop's 3D mrope positions equal those the model computes from the processor's own
     inputs (as at evaluation); bare ids would give 1D positions (the bug this guards)."""

@@ -25,7 +25,8 @@ from pathlib import Path
 
 LOOP_DEFAULTS = {"max_steps": 1000, "learning_rate": 2e-3, "per_device_train_batch_size": 16,
                  "warmup_steps": 100, "weight_decay": 0.0, "logging_steps": 50, "save_steps": 250,
-                 "max_grad_norm": 1.0, "seed": 0, "threads": 0, "oversample": None, "phases": None}
+                 "max_grad_norm": 1.0, "seed": 0, "threads": 0, "oversample": None, "phases": None,
+                 "micro_batches": 1}
 # What a later phase may set; each phase starts a fresh AdamW and its own warmup + cosine decay.
 PHASE_KEYS = ("max_steps", "learning_rate", "warmup_steps", "oversample")
 
@@ -190,14 +191,37 @@ def collate(batch: list[dict], processor):
     return inputs, target
 
 
-def completion_loss(model, inputs, target):
-    """Mean next-token cross-entropy over completion tokens, projecting only those positions."""
+def completion_loss(model, inputs, target, reduction: str = "mean"):
+    """Next-token cross-entropy over completion tokens, projecting only those positions."""
     import torch.nn.functional as F
 
     hidden = model.model(**inputs).last_hidden_state
     pred = target[:, 1:]  # position t predicts token t+1
     logits = model.lm_head(hidden[:, :-1][pred])
-    return F.cross_entropy(logits, inputs["input_ids"][:, 1:][pred])
+    return F.cross_entropy(logits, inputs["input_ids"][:, 1:][pred], reduction=reduction)
+
+
+def backward_in_parts(model, batch: list[dict], processor, parts: int) -> float:
+    """Backpropagate the batch's mean completion loss in `parts` length-sorted micro-batches;
+    returns the loss.
+
+    Why: padding to the batch's longest row wastes work, and attention cost grows with the
+    square of the length. Splitting a length-sorted batch of 16 in two pads each half to its
+    own longest row: 17% less time per step on 2 cores (DESIGN.md, "rler-tiny v5"). Each
+    part's summed loss is divided by the whole batch's token count, so the gradient is the
+    one-batch gradient (the same up to float rounding; tested).
+    """
+    rows = sorted(batch, key=lambda b: len(b["prompt"]) + len(b["completion"]))
+    # tokens the loss is taken on: every completion token, each predicted from the one before it
+    n = sum(len(b["completion"]) for b in rows)
+    total = 0.0
+    for i in range(parts):
+        part = rows[i * len(rows) // parts:(i + 1) * len(rows) // parts]
+        if part:
+            loss = completion_loss(model, *collate(part, processor), reduction="sum") / n
+            loss.backward()
+            total += loss.item()
+    return total
 
 
 def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopResult:
@@ -232,14 +256,13 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
             pool = sampling_pool(data, phases[k]["oversample"])
             if step == state["step"] + 1 and state["step"]:  # resuming: mid-phase, the optimiser too
                 resume(out, model, *((opt, sched) if state.get("phase", 0) == k else ()))
-        batch, target = collate([data[pool[rng.randrange(len(pool))]] for _ in range(bs)], processor)
-        loss = completion_loss(model, batch, target)
-        loss.backward()
+        batch = [data[pool[rng.randrange(len(pool))]] for _ in range(bs)]
+        loss = backward_in_parts(model, batch, processor, int(cfg["micro_batches"]))
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        losses.append(loss)
         if step % int(cfg["logging_steps"]) == 0 or step == steps:
             entry = {"step": step, "loss": round(sum(losses) / len(losses), 5), "phase": k,
                      "learning_rate": sched.get_last_lr()[0], "elapsed_s": round(time.time() - t0, 1)}
