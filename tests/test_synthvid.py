@@ -246,21 +246,6 @@ def test_change_targets_compare_attributes_and_mark_the_answer(samples):
     assert len(seen) >= 3  # the fixture's change questions cover most answers
 
 
-def test_first_appear_targets_name_the_object_by_colour_then_answer_the_option(samples):
-    """The note names only the colour (which decides the answer); the answer is the option text."""
-    found = 0
-    for s in (s for s in samples if s.doc["family"] == "first_appear"):
-        fs, _, _ = key_frames(s)
-        think = sv.sft_target(s, fs).split("<frames>")[0]
-        colour, shape = correct_text(s).split()[1:]
-        note = think.split(". In ")[-1]
-        assert note.startswith(f"frame") and f"the {colour} object is visible" in note, think
-        assert f"{colour} {shape}" not in note.split("So the answer")[0], think
-        assert think.endswith(f"So the answer is {correct_text(s)}.</think>\n"), think
-        found += 1
-    assert found
-
-
 def test_load_samples(samples, data):
     s = samples[0]
     assert len(samples) == N and s.answer_type == "option" and len(s.options) == 4

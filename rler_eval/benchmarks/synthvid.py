@@ -496,7 +496,6 @@ def sft_target(sample: Sample, frameset) -> str:
             lines.extend(f"In frame {x}: {scenes[frameset.labels.index(x)]}." for x in labels)
             restated.append([scenes[frameset.labels.index(x)] for x in labels])
         else:
-            text = by_colour(sample, text)
             lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
     if sample.doc.get("family") == "change" and len(restated) == 2:
         lines.append(attribute_comparison(restated[0][0], restated[1][-1]))
@@ -505,22 +504,6 @@ def sft_target(sample: Sample, frameset) -> str:
     correct = sample.options[LETTERS.index(sample.answer)]
     think = " ".join([inventory(sample, frameset)] + lines + [f"So the answer is {correct}."])
     return evidence.format_evidence(think, cited, correct)
-
-
-def by_colour(sample: Sample, note: str) -> str:
-    """A first_appear note names the object by its colour alone: 'the blue object is visible
-    and nothing else is yet'; the answer then takes the option of that colour.
-
-    Why: the four objects have four different colours, so colour decides the answer, and the
-    option list holds each object's shape. rler-tiny reads colour reliably but not shape at
-    56x56 pixels; when its note named the shape it had (mis)read, its answer copied that name,
-    matched no option, and scored as wrong (v5, README).
-    """
-    if sample.doc.get("family") != "first_appear":
-        return note
-    correct = sample.options[LETTERS.index(sample.answer)]
-    colour = next((w for w in correct.split() if w in COLOURS), None)
-    return note.replace(correct, f"the {colour} object") if colour else note
 
 
 def attribute_comparison(before: str, after: str) -> str:
