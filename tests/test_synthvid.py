@@ -122,8 +122,10 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path, data):
     assert not digest(data, rows0) & digest(other, rows1)
 
 
-def test_parallel_encoding_writes_the_same_set(tmp_path):
-    """Questions are drawn in the main process, clips encoded by workers: same bytes either way."""
+def test_parallel_encoding_writes_the_same_set(tmp_path, monkeypatch):
+    """Workers draw chunks of questions from the stream's state at each chunk: the same bytes
+    as drawing every question in one process."""
+    monkeypatch.setattr(sv, "CHUNK", 30)  # 4 chunks, the last one short
     one, two = tmp_path / "one", tmp_path / "two"
     sv.generate(one, 100, seed=5, progress=False, workers=1)
     sv.generate(two, 100, seed=5, progress=False, workers=2)
