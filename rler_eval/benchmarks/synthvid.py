@@ -331,8 +331,8 @@ def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True, worker
     every question in order, so the set does not depend on `workers` (default: one per core,
     at most 4): this process only runs through the stream without painting (`chunk_states`),
     and each worker paints, describes and encodes a chunk of questions from the stream's state
-    at the chunk's start. Sending a worker a state instead of each painted clip (1.2 MB) took
-    the 24,000 training questions from 6.9 to N min on 2 cores (DESIGN.md, "rler-tiny v5").
+    at the chunk's start. Sending a worker a state instead of each painted clip (1.2 MB) cut
+    the time for 3,000 questions from 42-49 s to 29-39 s on 2 cores (DESIGN.md, "v5 trial").
     """
     from concurrent.futures import ProcessPoolExecutor
 
