@@ -208,10 +208,13 @@ def backward_in_parts(model, batch: list[dict], processor, parts: int) -> float:
     Why: padding to the batch's longest row wastes work, and attention cost grows with the
     square of the length. Splitting a length-sorted batch of 16 in two pads each half to its
     own longest row: 17% less time per step in a benchmark, 7% in a real run on 2 cores
-    (DESIGN.md, "v5 trial"). Each
-    part's summed loss is divided by the whole batch's token count, so the gradient is the
-    one-batch gradient (the same up to float rounding; tested).
+    (DESIGN.md, "v5 trial"). Each part's summed loss is divided by the whole batch's token
+    count, so the gradient is the one-batch gradient (the same up to float rounding; tested).
     """
+    if parts <= 1:  # the one-batch path, in draw order: the float rounding of earlier checkpoints
+        loss = completion_loss(model, *collate(batch, processor))
+        loss.backward()
+        return loss.item()
     rows = sorted(batch, key=lambda b: len(b["prompt"]) + len(b["completion"]))
     # tokens the loss is taken on: every completion token, each predicted from the one before it
     n = sum(len(b["completion"]) for b in rows)
