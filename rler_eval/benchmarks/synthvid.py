@@ -346,15 +346,11 @@ def generate(out_dir, n: int = 500, seed: int = 0, progress: bool = True, worker
     chunks = [(out_dir, seed, a, min(n, a + CHUNK), state) for a, state in chunk_states(n, seed, CHUNK)]
     bar = tqdm(total=n, desc=f"synthvid seed={seed}", unit="clip", disable=not progress)
     rows = []
-    if workers > 1 and n >= 100:
-        with ProcessPoolExecutor(workers) as pool:  # created after chunk_states: forks see real painting
-            for part in pool.map(write_chunk, chunks):
-                rows.extend(part)
-                bar.update(len(part))
-    else:
-        for job in chunks:
-            rows.extend(write_chunk(job))
-            bar.update(job[3] - job[2])
+    pool = ProcessPoolExecutor(workers) if workers > 1 and n >= 100 else None  # after chunk_states: forks paint
+    with pool or contextlib.nullcontext():
+        for part in (pool.map if pool else map)(write_chunk, chunks):
+            rows.extend(part)
+            bar.update(len(part))
     bar.close()
     path = out_dir / "annotations.jsonl"
     tmp = path.with_name(f".annotations.{os.getpid()}.tmp")  # unique: shards may generate at once
@@ -373,15 +369,8 @@ def question_ids(seed: int, i: int) -> tuple[str, str, str]:
 
 
 def chunk_states(n: int, seed: int, size: int) -> list[tuple[int, tuple]]:
-    """(first question, random state before it) for every `size` questions: the stream is run
-    through without painting (drawing consumes no randomness; see `text_rows`)."""
-    rng, out = random.Random(f"synthvid-{seed}"), []
-    with no_painting():
-        for i in range(n):
-            if i % size == 0:
-                out.append((i, rng.getstate()))
-            make_row(rng, *question_ids(seed, i))
-    return out
+    """(first question, random state before it) for every `size` questions."""
+    return [(i, state) for i, (state, _) in enumerate(unpainted_draws(n, seed)) if i % size == 0]
 
 
 def write_chunk(job) -> list[dict]:
@@ -588,9 +577,17 @@ def text_rows(n: int, seed: int) -> list[dict]:
     """Annotation rows as `generate` makes them (same random stream, same questions, options
     and answers), without painting or encoding any clip. Only `scene`, which is read from the
     pixels, comes out empty."""
+    return [row for _, row in unpainted_draws(n, seed)]
+
+
+def unpainted_draws(n: int, seed: int):
+    """(random state before it, row) for each of the first `n` questions of the stream, drawn
+    without painting (drawing consumes no randomness, so the rows are `generate`'s)."""
     rng = random.Random(f"synthvid-{seed}")
     with no_painting():
-        return [make_row(rng, *question_ids(seed, i))[1] for i in range(n)]
+        for i in range(n):
+            state = rng.getstate()
+            yield state, make_row(rng, *question_ids(seed, i))[1]
 
 
 @contextlib.contextmanager
