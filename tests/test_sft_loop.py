@@ -187,3 +187,39 @@ def test_forked_tokenizing_gives_the_rows_tokenized_here(rows, monkeypatch):
     for a, b in zip(here, forked, strict=True):
         assert (a["prompt"], a["completion"], a["family"]) == (b["prompt"], b["completion"], b["family"])
         assert a["images"] is b["images"] and torch.equal(a["positions"], b["positions"])
+
+
+def test_changed_entries_are_the_words_that_differ_from_the_frame_before():
+    text = "<think>Frames: 1 red square left; 2 red square left; 3 red square right; 4 nothing. In frame 1: x."
+    assert [text[a:b] for a, b in sv.changed_entries(text)] == ["red square right", "nothing"]
+    assert sv.changed_entries("<think>Frames: 1 red square left; 2 red square left. So red.") == []
+    assert sv.changed_entries("<think>no inventory</think>") == []
+
+
+def test_changed_weight_weights_exactly_the_changed_tokens(rows):
+    """weighted_loss: weight 1 gives the mean loss's gradient; a weight on a family's changed
+    inventory tokens changes the gradient, and the tokens it weights decode to those entries."""
+    import torch
+
+    from rler_eval.training.sft import backward_in_parts, tokenize_rows, weighted_loss
+
+    model, processor = fresh()
+    data = tokenize_rows(rows, processor, model)
+    marked = [d for d in data if d["changed"]]
+    assert marked
+    for d in marked:  # each marked token lies in a changed entry of the target's text
+        words = processor.tokenizer.decode([d["completion"][i] for i in d["changed"]])
+        inventory = processor.tokenizer.decode(d["completion"]).split(". ")[0]
+        assert all(w in inventory for w in words.split())
+
+    def grad(fn):
+        model.zero_grad()
+        loss = fn()
+        return loss, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    plain = grad(lambda: backward_in_parts(model, data, processor, 1))
+    ones = grad(lambda: weighted_loss(model, data, processor, {marked[0]["family"]: 1.0}))
+    heavy = grad(lambda: weighted_loss(model, data, processor, {marked[0]["family"]: 10.0}))
+    assert ones[0] == pytest.approx(plain[0], rel=1e-6) and heavy[0] == pytest.approx(plain[0], rel=1e-6)
+    assert torch.allclose(ones[1], plain[1], atol=1e-7, rtol=1e-4)
+    assert not torch.allclose(heavy[1], plain[1], atol=1e-5, rtol=1e-2)

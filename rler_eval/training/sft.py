@@ -26,9 +26,9 @@ from pathlib import Path
 LOOP_DEFAULTS = {"max_steps": 1000, "learning_rate": 2e-3, "per_device_train_batch_size": 16,
                  "warmup_steps": 100, "weight_decay": 0.0, "logging_steps": 50, "save_steps": 250,
                  "max_grad_norm": 1.0, "seed": 0, "threads": 0, "oversample": None, "phases": None,
-                 "micro_batches": 1}
+                 "micro_batches": 1, "changed_weight": None}
 # What a later phase may set; each phase starts a fresh AdamW and its own warmup + cosine decay.
-PHASE_KEYS = ("max_steps", "learning_rate", "warmup_steps", "oversample")
+PHASE_KEYS = ("max_steps", "learning_rate", "warmup_steps", "oversample", "changed_weight")
 
 
 def run_sft(recipe, model, processor, rows: list[dict], output_dir: Path, args=None):
@@ -136,9 +136,24 @@ def tokenize_row(row: dict, processor, model) -> dict:
     for t in tok(text, add_special_tokens=False)["input_ids"]:
         ids.extend([t] * per_image if t == pad_img else [t])
     item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
-            "images": row["images"], "family": row.get("family")}
+            "images": row["images"], "family": row.get("family"), "changed": changed_tokens(completion, tok)}
     item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
     return item
+
+
+def changed_tokens(completion: str, tok) -> list[int] | None:
+    """Indices of the completion tokens inside changed inventory entries
+    (`synthvid.changed_entries`), or None when there are none: what `changed_weight` weights."""
+    from rler_eval.benchmarks.synthvid import changed_entries
+
+    spans = changed_entries(completion)
+    if not spans:
+        return None
+    try:
+        offsets = tok(completion, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: no weighting
+        return None
+    return [i for i, (a, b) in enumerate(offsets) if any(a < e and b > s for s, e in spans)] or None
 
 
 def rope_positions(model, ids: list[int], image_token: int, grids):
@@ -201,6 +216,26 @@ def completion_loss(model, inputs, target, reduction: str = "mean"):
     return F.cross_entropy(logits, inputs["input_ids"][:, 1:][pred], reduction=reduction)
 
 
+def weighted_loss(model, batch: list[dict], processor, weights: dict) -> float:
+    """Backpropagate the completion loss with the tokens of changed inventory entries weighted
+    `weights[family]` times (others 1); divided by the token count, like the mean loss.
+    Returns the unweighted mean loss, comparable with the other phases' logs."""
+    import torch
+    import torch.nn.functional as F
+
+    inputs, target = collate(batch, processor)
+    scale = torch.ones(target.shape)
+    for i, b in enumerate(batch):
+        w = float(weights.get(b.get("family"), 1.0))
+        if w != 1.0 and b.get("changed"):
+            scale[i, torch.tensor(b["changed"]) + len(b["prompt"])] = w
+    hidden = model.model(**inputs).last_hidden_state
+    pred = target[:, 1:]
+    ce = F.cross_entropy(model.lm_head(hidden[:, :-1][pred]), inputs["input_ids"][:, 1:][pred], reduction="none")
+    (ce * scale[:, 1:][pred]).sum().div(len(ce)).backward()
+    return ce.mean().item()
+
+
 def backward_in_parts(model, batch: list[dict], processor, parts: int) -> float:
     """Backpropagate the batch's mean completion loss in `parts` length-sorted micro-batches;
     returns the loss.
@@ -232,7 +267,9 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
     """The lean SFT loop: one or more phases over pre-tokenized rows, resumable at any save.
 
     `oversample: {family: k}` draws a row of that family k times as often (rows carry their
-    synthvid family); `phases: [{max_steps, learning_rate, warmup_steps, oversample}, ...]`
+    synthvid family); `changed_weight: {family: w}` weights the loss on the words of that
+    family's inventory entries that differ from the frame before w times (`weighted_loss`;
+    micro_batches does not apply to it); `phases: [{max_steps, learning_rate, warmup_steps, oversample}, ...]`
     continue after `max_steps` with a fresh optimiser and schedule, e.g. a short final phase
     that concentrates on the family the model still gets wrong.
     """
@@ -261,7 +298,10 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
             if step == state["step"] + 1 and state["step"]:  # resuming: mid-phase, the optimiser too
                 resume(out, model, *((opt, sched) if state.get("phase", 0) == k else ()))
         batch = [data[pool[rng.randrange(len(pool))]] for _ in range(bs)]
-        loss = backward_in_parts(model, batch, processor, int(cfg["micro_batches"]))
+        if phases[k]["changed_weight"]:
+            loss = weighted_loss(model, batch, processor, {str(f): w for f, w in phases[k]["changed_weight"].items()})
+        else:
+            loss = backward_in_parts(model, batch, processor, int(cfg["micro_batches"]))
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg["max_grad_norm"]))
         opt.step()
         sched.step()
