@@ -135,23 +135,23 @@ def tokenize_row(row: dict, processor, model) -> dict:
     ids = []
     for t in tok(text, add_special_tokens=False)["input_ids"]:
         ids.extend([t] * per_image if t == pad_img else [t])
-    item = {"prompt": ids, "completion": tok(completion, add_special_tokens=False)["input_ids"],
-            "images": row["images"], "family": row.get("family"), "changed": changed_tokens(completion, tok)}
+    try:  # one pass gives the ids and, from a fast tokenizer, where each token sits in the text
+        enc = tok(completion, add_special_tokens=False, return_offsets_mapping=True)
+    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: no weighting
+        enc = tok(completion, add_special_tokens=False)
+    item = {"prompt": ids, "completion": enc["input_ids"], "images": row["images"], "family": row.get("family"),
+            "changed": changed_tokens(completion, enc.get("offset_mapping"))}
     item["positions"] = rope_positions(model, ids + item["completion"], pad_img, grid.repeat(len(row["images"]), 1))
     return item
 
 
-def changed_tokens(completion: str, tok) -> list[int] | None:
-    """Indices of the completion tokens inside changed inventory entries
-    (`synthvid.changed_entries`), or None when there are none: what `changed_weight` weights."""
+def changed_tokens(completion: str, offsets) -> list[int] | None:
+    """Indices of the completion tokens (character `offsets` per token) inside changed inventory
+    entries (`synthvid.changed_entries`), or None when there are none: what `changed_weight` weights."""
     from rler_eval.benchmarks.synthvid import changed_entries
 
-    spans = changed_entries(completion)
+    spans = changed_entries(completion) if offsets is not None else []
     if not spans:
-        return None
-    try:
-        offsets = tok(completion, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    except NotImplementedError:  # a slow (Python) tokenizer has no offsets: no weighting
         return None
     return [i for i, (a, b) in enumerate(offsets) if any(a < e and b > s for s, e in spans)] or None
 
@@ -221,7 +221,6 @@ def weighted_loss(model, batch: list[dict], processor, weights: dict) -> float:
     `weights[family]` times (others 1); divided by the token count, like the mean loss.
     Returns the unweighted mean loss, comparable with the other phases' logs."""
     import torch
-    import torch.nn.functional as F
 
     inputs, target = collate(batch, processor)
     scale = torch.ones(target.shape)
@@ -229,10 +228,8 @@ def weighted_loss(model, batch: list[dict], processor, weights: dict) -> float:
         w = float(weights.get(b.get("family"), 1.0))
         if w != 1.0 and b.get("changed"):
             scale[i, torch.tensor(b["changed"]) + len(b["prompt"])] = w
-    hidden = model.model(**inputs).last_hidden_state
-    pred = target[:, 1:]
-    ce = F.cross_entropy(model.lm_head(hidden[:, :-1][pred]), inputs["input_ids"][:, 1:][pred], reduction="none")
-    (ce * scale[:, 1:][pred]).sum().div(len(ce)).backward()
+    ce = completion_loss(model, inputs, target, reduction="none")  # one value per predicted token, in order
+    (ce * scale[:, 1:][target[:, 1:]]).sum().div(len(ce)).backward()
     return ce.mean().item()
 
 
@@ -269,8 +266,8 @@ def run_loop(cfg: dict, model, processor, rows: list[dict], out: Path) -> LoopRe
     `oversample: {family: k}` draws a row of that family k times as often (rows carry their
     synthvid family); `changed_weight: {family: w}` weights the loss on the words of that
     family's inventory entries that differ from the frame before w times (`weighted_loss`;
-    micro_batches does not apply to it); `phases: [{max_steps, learning_rate, warmup_steps, oversample}, ...]`
-    continue after `max_steps` with a fresh optimiser and schedule, e.g. a short final phase
+    micro_batches does not apply to it); `phases: [{max_steps, learning_rate, warmup_steps,
+    oversample, changed_weight}, ...]` continue after `max_steps` with a fresh optimiser and schedule, e.g. a short final phase
     that concentrates on the family the model still gets wrong.
     """
     import torch
