@@ -240,7 +240,7 @@ def test_change_targets_compare_attributes_and_mark_the_answer(samples):
     for s in (s for s in samples if s.doc["family"] == "change"):
         fs, _, _ = key_frames(s)
         think = sv.sft_target(s, fs).split("<frames>")[0]
-        marks = dict(re.findall(r"(colour|shape|position) [^;:]*: (same|changed)", think))
+        marks = dict(re.findall(r"(colour|shape|position) [^;:]* (same|changed)[;.]", think))
         assert set(marks) == {"colour", "shape", "position"}, think
         changed = {f"its {k}" for k, v in marks.items() if v == "changed"} or {"nothing"}
         assert changed == {correct_text(s)}, (s.id, think)
