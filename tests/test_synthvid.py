@@ -248,6 +248,18 @@ def test_change_targets_compare_attributes_and_mark_the_answer(samples):
     assert len(seen) >= 3  # the fixture's change questions cover most answers
 
 
+def test_change_verdicts_follow_their_two_words_in_either_layout():
+    """Adjacent (the default) puts the verdict right after the two words; separated is v4's layout.
+    The verdict is computed from the words, so a changed word is marked whatever the layout."""
+    a, b = "red square left", "blue square top-right"
+    assert sv.attribute_comparison(a, b) == "colour red blue changed; shape square square same; position left top-right changed."
+    assert sv.attribute_comparison(a, a, "separated") == (
+        "colour red, red: same; shape square, square: same; position left, left: same.")
+    assert sv.attribute_comparison("red circle", "red circle bottom").endswith("position centre bottom changed.")
+    with pytest.raises(InputError, match="sideways"):
+        sv.attribute_comparison(a, b, "sideways")
+
+
 def test_load_samples(samples, data):
     s = samples[0]
     assert len(samples) == N and s.answer_type == "option" and len(s.options) == 4

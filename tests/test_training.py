@@ -150,6 +150,18 @@ def test_recipes_load_into_valid_trl_configs(tmp_path):
     assert cfg.use_vllm and cfg.vllm_mode == "colocate" and big.model["path"].endswith("Qwen2.5-VL-7B-Instruct")
 
 
+def test_recipe_names_a_known_change_verdict_layout(tmp_path):
+    """`data.change_verdicts` is checked when the recipe loads, naming the file and the field."""
+    from rler_eval.errors import TaskError
+    from rler_eval.training.recipe import load_recipe
+
+    raw = yaml.safe_load((REPO / "train" / "tiny_cpu.yaml").read_text())
+    raw["data"]["change_verdicts"] = "sideways"
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TaskError, match=r"r.yaml: data.change_verdicts is 'sideways'"):
+        load_recipe(tmp_path / "r.yaml")
+
+
 def test_video_r1_json_and_charades_rows_build_from_fixtures(tmp_path, monkeypatch):
     import numpy as np
 

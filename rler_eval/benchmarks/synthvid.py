@@ -488,7 +488,7 @@ def frame_words(labels: list[int]) -> str:
     return "frames " + ", ".join(str(x) for x in labels[:-1]) + f" and {labels[-1]}"
 
 
-def sft_target(sample: Sample, frameset) -> str:
+def sft_target(sample: Sample, frameset, verdicts: str = "adjacent") -> str:
     """The supervised warm-up target: a frame inventory, then the rationale with its moments
     rewritten as frame labels, answered by option text.
 
@@ -497,6 +497,8 @@ def sft_target(sample: Sample, frameset) -> str:
     note is those frames' inventory entries), e.g. "Frames: 1 red square left;
     ... In frame 3 the square is red. So the answer is red." followed by
     <frames>3</frames><answer>red</answer>.
+
+    `verdicts` is the change family's comparison layout (`attribute_comparison`).
 
     The answer is the option text, not its letter: earlier rler-tiny models named the right
     colour in their reasoning 74% of the time yet gave the right letter near chance; looking
@@ -518,7 +520,7 @@ def sft_target(sample: Sample, frameset) -> str:
         else:
             lines.append(f"In {frame_words(labels)} {text}." if labels else f"{text[:1].upper()}{text[1:]}.")
     if sample.doc.get("family") == "change" and len(restated) == 2:
-        lines.append(attribute_comparison(restated[0][0], restated[1][-1]))
+        lines.append(attribute_comparison(restated[0][0], restated[1][-1], verdicts))
     if not lines and cited:
         lines.append(f"The evidence is in {frame_words(cited)}.")
     correct = sample.options[LETTERS.index(sample.answer)]
@@ -526,8 +528,12 @@ def sft_target(sample: Sample, frameset) -> str:
     return evidence.format_evidence(think, cited, correct)
 
 
-def attribute_comparison(before: str, after: str) -> str:
+VERDICT_LAYOUTS = ("adjacent", "separated")
+
+
+def attribute_comparison(before: str, after: str, layout: str = "adjacent") -> str:
     """'colour red red same; shape square circle changed; position left left same.'
+    (layout "separated", what rler-tiny v4 was trained on: 'colour red, red: same; ...').
 
     Why this layout: each verdict is written right after the two words it compares, with
     nothing between them. A same-or-not verdict is an XOR of two words: neither word alone
@@ -546,8 +552,11 @@ def attribute_comparison(before: str, after: str) -> str:
         words = text.split(" ", 2)
         return dict(zip(("colour", "shape", "position"), [*words[:2], words[2] if len(words) > 2 else "centre"]))
 
+    if layout not in VERDICT_LAYOUTS:
+        raise InputError(f"change verdict layout {layout!r}: use one of {', '.join(VERDICT_LAYOUTS)}")
     a, b = attributes(before), attributes(after)
-    return "; ".join(f"{k} {a.get(k, '')} {b.get(k, '')} {'same' if a.get(k) == b.get(k) else 'changed'}"
+    pair = "{} {}" if layout == "adjacent" else "{}, {}:"
+    return "; ".join(f"{k} {pair.format(a.get(k, ''), b.get(k, ''))} {'same' if a.get(k) == b.get(k) else 'changed'}"
                      for k in ("colour", "shape", "position")) + "."
 
 

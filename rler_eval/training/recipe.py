@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from rler_eval.benchmarks.synthvid import VERDICT_LAYOUTS
 from rler_eval.errors import TaskError
 
 
@@ -27,7 +28,9 @@ class Recipe:
     # on the training questions as well as the built-in corpus)
     model: dict = field(default_factory=dict)
     # where questions come from: {"task": CARD, "limit": N} (synthvid cards) or
-    # {"video_r1": JSON, "video_root": DIR, "card": CARD} or {"charades_sta": TXT, "video_root": DIR}
+    # {"video_r1": JSON, "video_root": DIR, "card": CARD} or {"charades_sta": TXT, "video_root": DIR};
+    # synthvid's "change_verdicts": "adjacent" (default) or "separated" lays out the change
+    # targets' comparison (synthvid.attribute_comparison)
     data: dict = field(default_factory=dict)
     frames: dict = field(default_factory=dict)  # overrides of the card's frames (n, max_pixels, ...)
     sft: dict | None = None  # SFTConfig keyword arguments; absent: no warm start
@@ -65,6 +68,9 @@ def load_recipe(path) -> Recipe:
     for req in ("name", "output_dir", "model", "data"):
         if req not in raw:
             raise TaskError(f"{path}: missing required field '{req}'")
+    layout = (raw["data"] or {}).get("change_verdicts", "adjacent")
+    if layout not in VERDICT_LAYOUTS:
+        raise TaskError(f"{path}: data.change_verdicts is {layout!r}; use one of {', '.join(VERDICT_LAYOUTS)}")
     return Recipe(**raw, path=str(path))
 
 
