@@ -109,12 +109,20 @@ def corpus() -> list[str]:
 
 def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64, layers: int = 2,
                      vision_depth: int = 2, vision_hidden: int = 32, vocab_size: int = 1024,
-                     extra_corpus: list[str] | None = None) -> Path:
+                     extra_corpus: list[str] | None = None, mrope_section: list[int] | None = None) -> Path:
     """Build and save a tiny random Qwen2.5-VL (model, tokenizer, processor) in `out_dir`.
 
     `vocab_size` is the BPE training target; the saved model's vocabulary is the
     tokenizer's full length (trained tokens + protocol tags). `extra_corpus` adds texts
     (e.g. the training questions) to the tokenizer's corpus. Returns `out_dir`.
+
+    `mrope_section` ([temporal, height, width] rotary pairs, summing to head_dim / 2) defaults
+    to Qwen's proportions. Why it is a choice: the sections take the rotary frequencies in
+    that order, highest first, so with rope_theta 1e6 and 16-dim heads the default [4, 2, 2]
+    turns the width pairs by 3e-5 and 6e-6 radians per column: the language model cannot
+    tell a frame's left token from its right one (DESIGN.md, "Position: the width rotary
+    pairs"). Text tokens carry the same index in all three sections, so the split changes
+    only how image tokens are placed.
     """
     import torch
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -154,7 +162,9 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden: int = 64
     heads = max(2, hidden // 16)
     head_dim = hidden // heads
     half = head_dim // 2
-    mrope = [half - 2 * (half // 3), half // 3, half // 3]  # sums to head_dim / 2
+    mrope = list(mrope_section or [half - 2 * (half // 3), half // 3, half // 3])
+    if len(mrope) != 3 or sum(mrope) != half or min(mrope) < 0:
+        raise ValueError(f"mrope_section {mrope}: three non-negative entries summing to head_dim / 2 = {half}")
     text_config = dict(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),

@@ -90,6 +90,26 @@ def test_tiny_model_builds_saves_and_reloads(tmp_path):
         assert torch.allclose(model(input_ids=x).logits, model2(input_ids=x).logits)
 
 
+def test_tiny_model_mrope_section_moves_only_image_positions(tmp_path):
+    """A chosen mrope_section is saved, and text alone (the same index in every section)
+    gives the same logits as the default split; a split that does not sum up is refused."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from rler_eval.testing import build_tiny_model
+
+    default = AutoModelForImageTextToText.from_pretrained(build_tiny_model(tmp_path / "a", seed=1)).eval()
+    wide = AutoModelForImageTextToText.from_pretrained(
+        build_tiny_model(tmp_path / "b", seed=1, mrope_section=[0, 0, 8])).eval()
+    assert wide.config.text_config.rope_parameters["mrope_section"] == [0, 0, 8]
+    assert default.config.text_config.rope_parameters["mrope_section"] != [0, 0, 8]
+    x = torch.arange(5, 40).unsqueeze(0)
+    with torch.inference_mode():
+        assert torch.allclose(default(input_ids=x).logits, wide(input_ids=x).logits, atol=1e-5)
+    with pytest.raises(ValueError, match="summing to head_dim / 2 = 8"):
+        build_tiny_model(tmp_path / "c", mrope_section=[0, 0, 7])
+
+
 def test_tiny_model_dir_is_cached(tiny_dir):
     from rler_eval.testing import tiny_model_dir
     before = (tiny_dir / "model.safetensors").stat().st_mtime_ns
