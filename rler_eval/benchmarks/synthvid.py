@@ -482,13 +482,19 @@ def doc_to_sample(doc: dict, card, index: int = 0) -> Sample:
 RESTATED = ("motion", "change")
 
 
+# The change verdict's two words, by layout (`attribute_comparison`); the first is the default.
+VERDICT_PAIRS = {"adjacent": "{} {}", "separated": "{}, {}:"}
+VERDICT_LAYOUTS = tuple(VERDICT_PAIRS)
+DEFAULT_VERDICTS = VERDICT_LAYOUTS[0]
+
+
 def frame_words(labels: list[int]) -> str:
     if len(labels) == 1:
         return f"frame {labels[0]}"
     return "frames " + ", ".join(str(x) for x in labels[:-1]) + f" and {labels[-1]}"
 
 
-def sft_target(sample: Sample, frameset, verdicts: str = "adjacent") -> str:
+def sft_target(sample: Sample, frameset, verdicts: str = DEFAULT_VERDICTS) -> str:
     """The supervised warm-up target: a frame inventory, then the rationale with its moments
     rewritten as frame labels, answered by option text.
 
@@ -528,10 +534,7 @@ def sft_target(sample: Sample, frameset, verdicts: str = "adjacent") -> str:
     return evidence.format_evidence(think, cited, correct)
 
 
-VERDICT_LAYOUTS = ("adjacent", "separated")
-
-
-def attribute_comparison(before: str, after: str, layout: str = "adjacent") -> str:
+def attribute_comparison(before: str, after: str, layout: str = DEFAULT_VERDICTS) -> str:
     """'colour red red same; shape square circle changed; position left left same.'
     (layout "separated", what rler-tiny v4 was trained on: 'colour red, red: same; ...').
 
@@ -552,10 +555,10 @@ def attribute_comparison(before: str, after: str, layout: str = "adjacent") -> s
         words = text.split(" ", 2)
         return dict(zip(("colour", "shape", "position"), [*words[:2], words[2] if len(words) > 2 else "centre"]))
 
-    if layout not in VERDICT_LAYOUTS:
+    pair = VERDICT_PAIRS.get(layout)
+    if pair is None:
         raise InputError(f"change verdict layout {layout!r}: use one of {', '.join(VERDICT_LAYOUTS)}")
     a, b = attributes(before), attributes(after)
-    pair = "{} {}" if layout == "adjacent" else "{}, {}:"
     return "; ".join(f"{k} {pair.format(a.get(k, ''), b.get(k, ''))} {'same' if a.get(k) == b.get(k) else 'changed'}"
                      for k in ("colour", "shape", "position")) + "."
 

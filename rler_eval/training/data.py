@@ -52,9 +52,10 @@ def sample_to_row(sample: Sample, frameset, card, target: str | None = None) -> 
 
 
 def build_rows(samples: list[Sample], card, with_targets: bool, cache_dir=None, workers: int | None = None,
-               verdicts: str = "adjacent") -> list[dict]:
+               verdicts: str | None = None) -> list[dict]:
     """Rows for every sample whose frames decode; SFT targets need synthvid-style notes
-    (`verdicts`: the change family's comparison layout, `synthvid.attribute_comparison`).
+    (`verdicts`: the change family's comparison layout, `synthvid.attribute_comparison`;
+    None: its default).
 
     The frames are decoded by `workers` forked processes (default: one per core, at most 4;
     0 decodes here), in order: on 2 cores that halved the time to prepare 24,000 synthvid
@@ -64,7 +65,7 @@ def build_rows(samples: list[Sample], card, with_targets: bool, cache_dir=None, 
 
     from tqdm import tqdm
 
-    from rler_eval.benchmarks.synthvid import sft_target
+    from rler_eval.benchmarks.synthvid import DEFAULT_VERDICTS, sft_target
     from rler_eval.errors import RlerError
     from rler_eval.prefetch import Prefetcher
 
@@ -78,7 +79,7 @@ def build_rows(samples: list[Sample], card, with_targets: bool, cache_dir=None, 
                 frameset = pool.get(i)
             except RlerError as e:
                 raise type(e)(f"{card.name} sample {s.id}: {e}") from None
-            target = sft_target(s, frameset, verdicts) if with_targets else None
+            target = sft_target(s, frameset, verdicts or DEFAULT_VERDICTS) if with_targets else None
             rows.append({**sample_to_row(s, frameset, card, target), "family": s.doc.get("family")})
     return rows
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from rler_eval.benchmarks.synthvid import VERDICT_LAYOUTS
+from rler_eval.benchmarks.synthvid import DEFAULT_VERDICTS, VERDICT_LAYOUTS
 from rler_eval.errors import TaskError
 
 
@@ -68,7 +68,7 @@ def load_recipe(path) -> Recipe:
     for req in ("name", "output_dir", "model", "data"):
         if req not in raw:
             raise TaskError(f"{path}: missing required field '{req}'")
-    layout = (raw["data"] or {}).get("change_verdicts", "adjacent")
+    layout = (raw["data"] or {}).get("change_verdicts", DEFAULT_VERDICTS)
     if layout not in VERDICT_LAYOUTS:
         raise TaskError(f"{path}: data.change_verdicts is {layout!r}; use one of {', '.join(VERDICT_LAYOUTS)}")
     return Recipe(**raw, path=str(path))
