@@ -150,6 +150,28 @@ def test_recipes_load_into_valid_trl_configs(tmp_path):
     assert cfg.use_vllm and cfg.vllm_mode == "colocate" and big.model["path"].endswith("Qwen2.5-VL-7B-Instruct")
 
 
+def test_grpo_oversample_repeats_a_family_and_is_kept_out_of_trl(tmp_path):
+    """`grpo: {oversample: {family: k}}` lists each prompt of that family k times; GRPOConfig never sees it."""
+    from rler_eval.tasks import load_task
+    from rler_eval.training.data import lazy_dataset
+    from rler_eval.training.recipe import grpo_config, load_recipe
+    from rler_eval.types import Sample
+
+    samples = [Sample(id=str(i), task="t", question="q", answer="A", doc={"family": f})
+               for i, f in enumerate(["change", "motion", "change", "color_at"])]
+    card = load_task("synthvid_train")
+    table = lazy_dataset(samples, card, oversample={"change": 3})
+    assert sorted(table.with_format(None)["sample"]) == [0, 0, 0, 1, 2, 2, 2, 3]
+    with pytest.raises(ValueError, match=r"grpo oversample: no training rows of family \['chnage'\]"):
+        lazy_dataset(samples, card, oversample={"chnage": 2})
+
+    raw = yaml.safe_load((REPO / "train" / "tiny_cpu.yaml").read_text())
+    raw["grpo"]["oversample"] = {"color_at": 2}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    cfg = grpo_config(load_recipe(tmp_path / "r.yaml"), tmp_path / "g")
+    assert not hasattr(cfg, "oversample") and cfg.max_steps == raw["grpo"]["max_steps"]
+
+
 def test_recipe_names_a_known_change_verdict_layout(tmp_path):
     """`data.change_verdicts` is checked when the recipe loads, naming the file and the field."""
     from rler_eval.errors import TaskError

@@ -119,7 +119,7 @@ def stage_data(stage: str, recipe: Recipe, card, samples):
 
     if stage == "sft":
         return data.build_rows(samples, card, with_targets=True, verdicts=recipe.data.get("change_verdicts"))
-    return data.lazy_dataset(samples, card)
+    return data.lazy_dataset(samples, card, oversample=(recipe.grpo or {}).get("oversample"))
 
 
 def start_checkpoint(recipe: Recipe, samples, work: Path, stages) -> Path:

@@ -98,14 +98,24 @@ def to_dataset(rows: list[dict]):
     return Dataset.from_list(rows)
 
 
-def lazy_dataset(samples: list[Sample], card, cache_dir=None):
+def oversampled(families: list, oversample: dict | None, stage: str) -> list[int]:
+    """Row indices to draw from uniformly: a row of an oversampled family appears k times."""
+    weights = {str(f): int(k) for f, k in (oversample or {}).items()}
+    missing = set(weights) - set(families)
+    if missing:
+        raise ValueError(f"{stage} oversample: no training rows of family {sorted(missing)}")
+    return [i for i, f in enumerate(families) for _ in range(weights.get(f, 1))]
+
+
+def lazy_dataset(samples: list[Sample], card, cache_dir=None, oversample: dict | None = None):
     """A GRPO dataset that decodes a sample's frames only when a process reads that row.
 
     Why: under accelerate each process reads only its own share of the rows, so decoding
     everything up front made every rank decode every sample (Video-R1: 260k videos per
     rank) before the first step. The stored table holds sample indices; datasets'
     `with_transform` turns each accessed batch into full rows (prompt, images, reward
-    columns) with `sample_to_row`, through the frame cache.
+    columns) with `sample_to_row`, through the frame cache. `oversample: {family: k}` lists
+    each sample of that family k times, so GRPO's prompts can dwell where the policy still errs.
     """
     from datasets import Dataset
 
@@ -120,7 +130,9 @@ def lazy_dataset(samples: list[Sample], card, cache_dir=None):
                 out.setdefault(key, []).append(value)
         return out
 
-    return Dataset.from_dict({"sample": list(range(len(samples)))}).with_transform(rows_for)
+    families = [(s.doc or {}).get("family") for s in samples]
+    indices = oversampled(families, oversample, "grpo")
+    return Dataset.from_dict({"sample": indices}).with_transform(rows_for)
 
 
 # ---------------------------------------------------------------- readers

@@ -34,7 +34,9 @@ class Recipe:
     data: dict = field(default_factory=dict)
     frames: dict = field(default_factory=dict)  # overrides of the card's frames (n, max_pixels, ...)
     sft: dict | None = None  # SFTConfig keyword arguments; absent: no warm start
-    grpo: dict | None = None  # GRPOConfig keyword arguments; absent: SFT only
+    # GRPOConfig keyword arguments, plus "oversample": {family: k} (synthvid families drawn k
+    # times as often, as in the SFT loop); absent: SFT only
+    grpo: dict | None = None
     rewards: dict = field(default_factory=dict)  # reward name -> weight; empty: rewards.DEFAULT_WEIGHTS
     contrast_mode: str = "mask"  # frame_sensitive without key frames: "mask" cited frames or "shuffle"
     # false: contrast mode for every sample, key frames or not (exercises it on synthvid)
@@ -85,6 +87,9 @@ def sft_config(recipe: Recipe, output_dir: Path, **overrides):
     return SFTConfig(output_dir=str(output_dir), **kwargs)
 
 
+GRPO_OWN_KEYS = ("oversample",)  # the recipe's grpo keys that are not GRPOConfig's
+
+
 def grpo_config(recipe: Recipe, output_dir: Path, **overrides):
     """TRL GRPOConfig from the recipe's `grpo:` section; reward weights in recipe order."""
     from trl import GRPOConfig
@@ -92,7 +97,8 @@ def grpo_config(recipe: Recipe, output_dir: Path, **overrides):
     from rler_eval.training.rewards import DEFAULT_WEIGHTS
 
     weights = recipe.rewards or DEFAULT_WEIGHTS
-    kwargs = {**default_args(), **(recipe.grpo or {}), **cpu_only(), **overrides}
+    own = {k: v for k, v in (recipe.grpo or {}).items() if k not in GRPO_OWN_KEYS}
+    kwargs = {**default_args(), **own, **cpu_only(), **overrides}
     kwargs.setdefault("reward_weights", [float(w) for w in weights.values()])
     return GRPOConfig(output_dir=str(output_dir), **kwargs)
 

@@ -356,11 +356,9 @@ def optimiser(model, phase: dict, cfg: dict):
 
 def sampling_pool(data: list[dict], oversample: dict | None) -> list[int]:
     """Row indices to draw from uniformly: a row of an oversampled family appears k times."""
-    weights = {str(f): int(k) for f, k in (oversample or {}).items()}
-    missing = set(weights) - {d.get("family") for d in data}
-    if missing:
-        raise ValueError(f"sft oversample: no training rows of family {sorted(missing)}")
-    return [i for i, d in enumerate(data) for _ in range(weights.get(d.get("family"), 1))]
+    from rler_eval.training.data import oversampled
+
+    return oversampled([d.get("family") for d in data], oversample, "sft")
 
 
 def checkpoint(out: Path, model, opt, sched, state: dict) -> None:
