@@ -137,7 +137,7 @@ def test_recipes_load_into_valid_trl_configs(tmp_path):
     from rler_eval.training.recipe import grpo_config, load_recipe, sft_config
     from rler_eval.training.sft import LOOP_DEFAULTS
 
-    for name in ("tiny_cpu.yaml", "tiny_cpu_v8.yaml", "qwen2_5_vl_7b.yaml"):
+    for name in ("tiny_cpu.yaml", "qwen2_5_vl_7b.yaml"):
         recipe = load_recipe(REPO / "train" / name)
         cfg = grpo_config(recipe, tmp_path / name)
         assert cfg.num_generations >= 2 and len(cfg.reward_weights) == 4
