@@ -355,7 +355,7 @@ def optimiser(model, phase: dict, cfg: dict):
 
 
 def sampling_pool(data: list[dict], oversample: dict | None) -> list[int]:
-    """Row indices to draw from uniformly: a row of an oversampled family appears k times."""
+    """The loop's draw pool over its rows' families (`data.oversampled`, shared with GRPO)."""
     from rler_eval.training.data import oversampled
 
     return oversampled([d.get("family") for d in data], oversample, "sft")
