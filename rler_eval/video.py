@@ -6,7 +6,8 @@ part of an evaluation. One module owns decoding so that it does the least work t
 allows, and caches what the model sees:
 
 - Decoding reads packets in order and decodes only the GOPs that hold a target (seeking
-  across long gaps), skips non-reference frames far from any target, and scales each chosen
+  across long gaps), skips the frames far from any target that no later frame needs
+  (`skip_plan`: non-reference frames, or every B-frame where the stream allows it), and scales each chosen
   frame straight to its final size with swscale (no full-size RGB copy, no PIL).
 - A frame set is kept as small yuv420p planes (rgb24 for image folders and decord) and
   turned into RGB by one function, on the decoded and on the cached path alike, so cached
@@ -219,6 +220,7 @@ def decode_pyav(path: Path, cfg, clip):
         # flushed each time and costs more than it gives (measured in bench/bench_video.py).
         stream.thread_type = one_pass_threads(stream) if duration < SEEK_MIN_SECONDS else "SLICE"
         targets = sample_times(duration, cfg, clip)
+        plan = skip_plan(container, stream)
         shrink = Shrinker(cfg.max_pixels, stream, scaler)
         seek = duration >= SEEK_MIN_SECONDS
         if cfg.sampling == "keyframes":
@@ -226,9 +228,9 @@ def decode_pyav(path: Path, cfg, clip):
         elif cfg.sampling != "exact":
             raise VideoError(f"unknown frames.sampling {cfg.sampling!r}; use 'exact' or 'keyframes'")
         elif seek and decode_threads(len(targets)) > 1:
-            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)))
+            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)), plan)
         else:
-            chosen = pick_exact(container, stream, targets, shrink, seek=seek)
+            chosen = pick_exact(container, stream, targets, shrink, seek=seek, plan=plan)
         return shrink.planes(chosen), [c[1] for c in chosen], duration, shrink.colorspace
 
 
@@ -246,7 +248,10 @@ def decode_threads(n_targets: int) -> int:
     return max(1, min(want, n_targets // 4))
 
 
-def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> list:
+NONREF_PLAN = ("NONREF", 3)  # skip what no frame references; decode everything 3 frames before a target
+
+
+def pick_parallel(path: Path, targets: list[float], shrink, threads: int, plan=NONREF_PLAN) -> list:
     """Split the targets into contiguous runs, each decoded by its own container in a thread.
 
     PyAV releases the GIL while decoding, so the runs decode in parallel; runs far apart share
@@ -264,7 +269,7 @@ def pick_parallel(path: Path, targets: list[float], shrink, threads: int) -> lis
             stream = container.streams.video[0]
             stream.thread_type = "SLICE"
             stream.codec_context.thread_count = cores
-            return pick_exact(container, stream, part, shrink, seek=True)
+            return pick_exact(container, stream, part, shrink, seek=True, plan=plan)
 
     with ThreadPoolExecutor(len(runs)) as pool:
         return [c for part in pool.map(run, runs) for c in part]
@@ -339,19 +344,21 @@ def packets_from(container, stream, t: float):
 
 
 def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip: bool = True,
-               stats: dict | None = None) -> list:
+               stats: dict | None = None, plan=NONREF_PLAN) -> list:
     """The frame nearest each (ascending) target time, exactly as a full decode would find it.
 
     Packets are read in order but decoded only from the keyframe of a GOP that holds a
     target, so targets sharing a GOP cost one pass; gaps longer than two GOPs are crossed
-    by seeking. Non-reference frames more than `margin` before the next target are skipped.
-    `stats`, if given, counts the frames decoded ("decoded") for the benchmark and tests.
+    by seeking. Frames more than `margin` before the next target are skipped when no later
+    frame needs them: `plan` (from `skip_plan`) says which. `stats`, if given, counts the
+    frames decoded ("decoded") for the benchmark and tests.
     """
     # float seconds, not Fractions: Fraction arithmetic per packet cost ~0.3 s of Python per
     # 15,000 packets, time that also holds the GIL against pick_parallel's other threads
     tb, ctx = float(stream.time_base), stream.codec_context
     rate = float(stream.average_rate or stream.guessed_rate or 25)
-    margin = max(3 / rate, 0.2)
+    far_level, near_frames = plan
+    margin = max(near_frames / rate, 0.2)
     chosen, unsure = [None] * len(targets), []
     state = {"k": 0, "prev": None, "skip": None}
 
@@ -373,7 +380,7 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
         k = state["k"]
         far = skip and t is not None and k < len(targets) and t < targets[k] - margin
         if far != state["skip"]:  # set only on a change: each set is a call into PyAV
-            ctx.skip_frame, state["skip"] = "NONREF" if far else "DEFAULT", far
+            ctx.skip_frame, state["skip"] = far_level if far else "DEFAULT", far
         frames = stream.decode(packet)
         if stats is not None:
             stats["decoded"] = stats.get("decoded", 0) + len(frames)
@@ -426,6 +433,39 @@ def pick_exact(container, stream, targets: list[float], shrink, seek: bool, skip
     finally:
         ctx.skip_frame = "DEFAULT"
     return finish_exact(container, stream, targets, shrink, seek, skip, chosen, unsure, state["prev"])
+
+
+def skip_plan(container, stream) -> tuple[str, int]:
+    """(FFmpeg skip level, frames kept before a target) for the frames far from any target.
+
+    Any stream: skip non-reference frames ("NONREF"). An x264 stream made with ref=1 (the
+    veryfast, superfast and ultrafast presets) may skip every B-frame ("BIDIR"), B-pyramid
+    references included: x264 sorts a P-frame's candidate references by display distance and
+    keeps the first `ref` (encoder.c, reference_build_list), so with ref=1 each P-frame
+    references only the I- or P-frame before it. A B-frame target needs the B references of
+    its own run of B-frames, so a run (bframes + 1 frames) before each target is decoded whole.
+    tests/test_frames.py checks both plans against a full decode, and that ref=2 and ref=3
+    streams, whose P-frames do reference B-frames, keep "NONREF".
+    """
+    opts = x264_options(container, stream)
+    if opts.get("ref") != "1" or opts.get("interlaced", "0") != "0" or opts.get("frame-packing"):
+        return NONREF_PLAN
+    bframes = int(opts["bframes"]) if opts.get("bframes", "").isdigit() else 16  # 16: x264's maximum
+    return "BIDIR", max(NONREF_PLAN[1], bframes + 1)
+
+
+def x264_options(container, stream) -> dict[str, str]:
+    """The encoder options x264 writes as text into the first packet ({} for other encoders)."""
+    try:
+        packet = next(container.demux(stream), None)
+        head = bytes(packet)[:8192] if packet is not None else b""
+        container.seek(0)
+    except Exception:  # noqa: BLE001 - an unreadable head is a plain stream; decoding reports it
+        return {}
+    at = head.find(b"x264 - core")
+    text = head[at:head.find(b"\x00", at)].decode("ascii", "replace") if at >= 0 else ""
+    _, _, options = text.partition(" - options: ")
+    return dict(item.split("=", 1) for item in options.split() if "=" in item)
 
 
 def finish_exact(container, stream, targets, shrink, seek, skip, chosen, unsure, last) -> list:

