@@ -40,11 +40,11 @@ def show(*args) -> int:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A real run: the trained rler-tiny, rler@4, on 4 generated synthvid questions (its training
-    frame settings, so it cites frames)."""
+    """A real run: the trained rler-tiny, rler@4, on 4 generated synthvid questions (the synthvid
+    card's frame settings and token budget, as it was trained, so it cites frames)."""
     root = tmp_path_factory.mktemp("show")
     card = {"name": "synth_show", "benchmark": "synthvid", "data_root": str(root / "data"), "split": "test",
-            "frames": {"n": 8, "max_pixels": 12544}, "prompt": "evidence", "max_new_tokens": 128,
+            "frames": {"n": 8, "max_pixels": 3136}, "prompt": "evidence", "max_new_tokens": 256,
             "strategy": "greedy", "args": {"generate": True, "n": 4, "seed": 0}}
     (root / "card.yaml").write_text(yaml.safe_dump(card))
     out = root / "run"

@@ -20,8 +20,9 @@ from rler_eval.election.vote import Vote, best_member, representative
 CHECK_QUESTION = ('Look at the frames again. Is "{answer}" the correct answer to the question{frames}? '
                   "Answer with yes or no.")
 PREFIX = "Answer:"
-# Off by default: on rler-tiny (synthvid, 500 questions) every check said "no" (yes/no log-probs
-# both near -10), so it never changed an answer while taking 1.9-3x the model calls (README).
+# Off by default: on rler-tiny (synthvid, 500 questions) it says "no" for nearly every winner
+# (it was never trained on yes/no), and its few overturns were mostly right -> wrong (README,
+# "The election on rler-tiny"), while taking 1.9-3x the model calls.
 # `--set refute=true` turns it on; re-measure with `make results-election` after a model change.
 DEFAULT_ON = False
 
