@@ -220,7 +220,6 @@ def decode_pyav(path: Path, cfg, clip):
         # flushed each time and costs more than it gives (measured in bench/bench_video.py).
         stream.thread_type = one_pass_threads(stream) if duration < SEEK_MIN_SECONDS else "SLICE"
         targets = sample_times(duration, cfg, clip)
-        plan = skip_plan(container, stream)
         shrink = Shrinker(cfg.max_pixels, stream, scaler)
         seek = duration >= SEEK_MIN_SECONDS
         if cfg.sampling == "keyframes":
@@ -228,9 +227,9 @@ def decode_pyav(path: Path, cfg, clip):
         elif cfg.sampling != "exact":
             raise VideoError(f"unknown frames.sampling {cfg.sampling!r}; use 'exact' or 'keyframes'")
         elif seek and decode_threads(len(targets)) > 1:
-            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)), plan)
+            chosen = pick_parallel(path, targets, shrink, decode_threads(len(targets)), skip_plan(container, stream))
         else:
-            chosen = pick_exact(container, stream, targets, shrink, seek=seek, plan=plan)
+            chosen = pick_exact(container, stream, targets, shrink, seek=seek, plan=skip_plan(container, stream))
         return shrink.planes(chosen), [c[1] for c in chosen], duration, shrink.colorspace
 
 
