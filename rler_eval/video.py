@@ -20,6 +20,7 @@ allows, and caches what the model sees:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections import OrderedDict
@@ -28,6 +29,35 @@ from pathlib import Path
 from rler_eval.errors import VideoError  # noqa: F401  (re-exported for callers)
 
 CACHE_FORMAT = 4  # bump whenever decoding, resizing or storage changes the pixels
+
+
+@contextlib.contextmanager
+def zeroed_allocations():
+    """While encoding, glibc hands out heap memory filled with zeros (mallopt M_PERTURB).
+
+    Why: x264 (through PyAV) reads heap memory it has not written, so the same frames gave
+    different bitstreams, and sometimes different pixels, depending on what the process had
+    allocated and freed before: 68 of 24,000 synthvid training clips differed in pixels between
+    two generations, and a fresh-clone `make tiny-model` trained another model (DESIGN.md,
+    "Deterministic clips"). Zero-filled allocations give every encode the output of a fresh
+    process. glibc only (the byte 0xff makes malloc fill with 0x00); elsewhere a no-op.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None or not mallopt(M_PERTURB, 0xFF):
+        yield
+        return
+    try:
+        yield
+    finally:
+        mallopt(M_PERTURB, 0)
+
+
+M_PERTURB = -6  # glibc malloc.h
 
 
 def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options: dict | None = None) -> Path:
@@ -44,7 +74,7 @@ def write_video(path, frames, fps: float = 8.0, codec: str = "libx264", options:
     frames = iter(frames)
     first = np.asarray(next(frames), dtype=np.uint8)
     h, w = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2  # yuv420p needs even sizes
-    with av.open(str(path), mode="w") as out:
+    with zeroed_allocations(), av.open(str(path), mode="w") as out:
         stream = out.add_stream(codec, rate=int(round(fps)), options=dict(options or {}))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         for frame in itertools.chain([first], frames):

