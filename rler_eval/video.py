@@ -21,6 +21,7 @@ allows, and caches what the model sees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 from collections import OrderedDict
@@ -42,12 +43,7 @@ def zeroed_allocations():
     "Deterministic clips"). Zero-filled allocations give every encode the output of a fresh
     process. glibc only (the byte 0xff makes malloc fill with 0x00); elsewhere a no-op.
     """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        mallopt = None
+    mallopt = glibc_mallopt()
     if mallopt is None or not mallopt(M_PERTURB, 0xFF):
         yield
         return
@@ -55,6 +51,18 @@ def zeroed_allocations():
         yield
     finally:
         mallopt(M_PERTURB, 0)
+
+
+@functools.cache
+def glibc_mallopt():
+    """The C library's `mallopt`, looked up once (write_video runs once per clip), or None
+    where there is none (macOS). musl has one that ignores M_PERTURB and returns 0."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return None
 
 
 M_PERTURB = -6  # glibc malloc.h

@@ -174,7 +174,7 @@ def leave_garbage_on_the_heap(byte: int) -> None:
         libc.free(p)
 
 
-@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallopt"), reason="zeroed allocations need glibc's mallopt")
+@pytest.mark.skipif(video.glibc_mallopt() is None, reason="zeroed allocations need glibc's mallopt")
 def test_the_same_frames_encode_to_the_same_bytes_whatever_the_heap_holds(tmp_path):
     clip = sensitive_clip()
     digests = set()
