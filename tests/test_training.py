@@ -265,3 +265,40 @@ def test_video_r1_json_and_charades_rows_build_from_fixtures(tmp_path, monkeypat
     from rler_eval.errors import InputError
     with pytest.raises(InputError, match="row 0.*problem_type"):
         data.video_r1_samples(tmp_path / "bad.json", card)
+
+
+def test_average_checkpoints_is_an_elementwise_mean_and_refuses_mismatches(tmp_path):
+    """bench/average_checkpoints.py made the weight-averaged GRPO runs of results/grpo_tuning.md."""
+    import importlib.util
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.spec_from_file_location("average_checkpoints", REPO / "bench" / "average_checkpoints.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, w in ((a, [1.0, 2.0]), (b, [2.0, 5.0])):
+        folder.mkdir()
+        save_file({"w": torch.tensor(w, dtype=torch.bfloat16), "n": torch.tensor([5])}, folder / "model.safetensors")
+        (folder / "config.json").write_text("{}")
+        (folder / "stage_log.json").write_text("[]")
+    assert mod.main([str(tmp_path / "mean"), str(a), str(b)]) == 0
+    got = load_file(tmp_path / "mean" / "model.safetensors")
+    assert got["w"].dtype == torch.bfloat16 and got["w"].tolist() == [1.5, 3.5] and got["n"].tolist() == [5]
+    assert (tmp_path / "mean" / "config.json").is_file() and not (tmp_path / "mean" / "stage_log.json").exists()
+
+    save_file({"w": torch.tensor([1.0, 2.0]), "n": torch.tensor([6])}, b / "model.safetensors")
+    with pytest.raises(SystemExit, match="non-float tensor n differs"):
+        mod.main([str(tmp_path / "mean"), str(a), str(b)])
+    save_file({"v": torch.tensor([1.0])}, b / "model.safetensors")
+    with pytest.raises(SystemExit, match="only one architecture"):
+        mod.main([str(tmp_path / "mean"), str(a), str(b)])
+
+
+def test_reward_curves_show_a_trailing_mean_of_long_runs():
+    from rler_eval.training.plot import smoothed
+
+    assert smoothed([1.0, 3.0, 5.0]) == ([1.0, 3.0, 5.0], 1)  # short logs are drawn as logged
+    ys, k = smoothed([0.0, 1.0] * 40)  # a reward that jumps every step
+    assert k == 2 and ys[0] == 0.0 and all(y == 0.5 for y in ys[1:])

@@ -37,6 +37,17 @@ def series(history: list[dict], prefix: str) -> dict[str, tuple[list, list]]:
     return out
 
 
+def smoothed(ys: list, points: int = 40) -> tuple[list, int]:
+    """A trailing mean over k = len/points logged values, and k. Logged every step, a GRPO
+    reward is the mean of one small batch and jumps between a few values (rler-tiny: 8 prompts
+    of 4 completions), so the raw curve hides any trend."""
+    import numpy as np
+
+    k = max(1, len(ys) // points)
+    c = np.cumsum(np.insert(np.asarray(ys, dtype=float), 0, 0.0))
+    return [(c[i + 1] - c[max(0, i + 1 - k)]) / min(k, i + 1) for i in range(len(ys))], k
+
+
 def plot(log_path, out_path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -45,10 +56,12 @@ def plot(log_path, out_path) -> Path:
     hist = histories(json.loads(Path(log_path).read_text()))
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (title, prefixes, stage) in zip(axes.flat, PANELS):
+        window = 1
         for prefix in prefixes:
             for key, (xs, ys) in series(hist.get(stage, []), prefix).items():
-                ax.plot(xs, ys, label=key.replace("rewards/", "").replace("/mean", ""))
-        ax.set_title(title)
+                ys, window = smoothed(ys)
+                ax.plot(xs, ys, lw=0.9, label=key.replace("rewards/", "").replace("/mean", ""))
+        ax.set_title(title + (f" (mean of the last {window} logged)" if window > 1 else ""), fontsize=10)
         ax.set_xlabel("step")
         if ax.lines and len(ax.lines) > 1:
             ax.legend(fontsize=7)
