@@ -248,6 +248,28 @@ def test_change_targets_compare_attributes_and_mark_the_answer(samples):
     assert len(seen) >= 3  # the fixture's change questions cover most answers
 
 
+def test_moment_frames_restate_each_asked_moment_as_its_key_frame(samples):
+    """With `moments`, a color_at or change target says which frame each asked moment is, in
+    the question's own words ("0.8 s is frame 2."), and then cites that frame; without it, and
+    for the other families, the target is unchanged."""
+    seen = 0
+    for n in (8, 16):
+        for s in samples:
+            fs, labels, _ = key_frames(s, n)
+            plain, restated = sv.sft_target(s, fs), sv.sft_target(s, fs, moments=True)
+            said = re.findall(r"(\d+\.\d s) is frames? ([\d, and]+)\.", restated.split("<frames>")[0])
+            if s.doc["family"] not in sv.MOMENTS_NAMED:
+                assert restated == plain and not said
+                continue
+            assert [m for m, _ in said] == re.findall(r"\d+\.\d s", s.question), (s.id, restated)
+            cited = [int(x) for _, f in said for x in re.findall(r"\d+", f)]
+            assert cited == labels, (s.id, restated)
+            ev = evidence.parse(restated, n_frames=len(fs), answer_type="option", options=s.options)
+            assert ev.answer == s.answer and ev.frames == labels
+            seen += 1
+    assert seen >= 4
+
+
 def test_change_verdicts_follow_their_two_words_in_either_layout():
     """Adjacent (the default) puts the verdict right after the two words; separated is v4's layout.
     The verdict is computed from the words, so a changed word is marked whatever the layout."""
@@ -430,3 +452,18 @@ def test_describe_groups_colours_as_the_per_colour_masks_did():
                 shape = "square" if len(xs) / box > 0.9 else "circle"
                 want.append((xs.mean(), f"{name} {shape}{sv.position_word(xs.mean(), ys.mean())}"))
             assert sv.describe(frame) == ", ".join(t for _, t in sorted(want))
+
+
+def test_training_rows_carry_the_recipes_moment_frames_setting(data, samples):
+    """`data.moment_frames` reaches the SFT rows through the training CLI's stage data."""
+    from types import SimpleNamespace
+
+    from rler_eval.training.cli import stage_data
+
+    card = small_card(data)
+    picked = [s for s in samples if s.doc["family"] == "color_at"][:2]
+    for flag in (False, True):
+        recipe = SimpleNamespace(data={"moment_frames": flag})
+        rows = stage_data("sft", recipe, card, picked)
+        texts = [r["completion"][0]["content"][0]["text"] for r in rows]
+        assert all((" s is frame " in t) == flag for t in texts), texts

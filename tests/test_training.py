@@ -208,7 +208,8 @@ def test_grpo_oversample_repeats_a_family_and_is_kept_out_of_trl(tmp_path):
 
 
 def test_recipe_names_a_known_change_verdict_layout(tmp_path):
-    """`data.change_verdicts` is checked when the recipe loads, naming the file and the field."""
+    """`data.change_verdicts` and `data.moment_frames` are checked when the recipe loads, naming
+    the file and the field."""
     from rler_eval.errors import TaskError
     from rler_eval.training.recipe import load_recipe
 
@@ -216,6 +217,10 @@ def test_recipe_names_a_known_change_verdict_layout(tmp_path):
     raw["data"]["change_verdicts"] = "sideways"
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(TaskError, match=r"r.yaml: data.change_verdicts is 'sideways'"):
+        load_recipe(tmp_path / "r.yaml")
+    raw["data"].update(change_verdicts="adjacent", moment_frames="yes")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(TaskError, match=r"r.yaml: data.moment_frames is 'yes'; use true or false"):
         load_recipe(tmp_path / "r.yaml")
 
 

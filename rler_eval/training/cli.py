@@ -118,7 +118,8 @@ def stage_data(stage: str, recipe: Recipe, card, samples):
     from rler_eval.training import data
 
     if stage == "sft":
-        return data.build_rows(samples, card, with_targets=True, verdicts=recipe.data.get("change_verdicts"))
+        return data.build_rows(samples, card, with_targets=True, verdicts=recipe.data.get("change_verdicts"),
+                               moments=bool(recipe.data.get("moment_frames", False)))
     return data.lazy_dataset(samples, card, oversample=(recipe.grpo or {}).get("oversample"))
 
 

@@ -52,10 +52,10 @@ def sample_to_row(sample: Sample, frameset, card, target: str | None = None) -> 
 
 
 def build_rows(samples: list[Sample], card, with_targets: bool, cache_dir=None, workers: int | None = None,
-               verdicts: str | None = None) -> list[dict]:
+               verdicts: str | None = None, moments: bool = False) -> list[dict]:
     """Rows for every sample whose frames decode; SFT targets need synthvid-style notes
     (`verdicts`: the change family's comparison layout, `synthvid.attribute_comparison`;
-    None: its default).
+    None: its default; `moments`: restate asked moments as frames, `synthvid.sft_target`).
 
     The frames are decoded by `workers` forked processes (default: one per core, at most 4;
     0 decodes here), in order: on 2 cores that halved the time to prepare 24,000 synthvid
@@ -79,7 +79,7 @@ def build_rows(samples: list[Sample], card, with_targets: bool, cache_dir=None, 
                 frameset = pool.get(i)
             except RlerError as e:
                 raise type(e)(f"{card.name} sample {s.id}: {e}") from None
-            target = sft_target(s, frameset, verdicts or DEFAULT_VERDICTS) if with_targets else None
+            target = sft_target(s, frameset, verdicts or DEFAULT_VERDICTS, moments) if with_targets else None
             rows.append({**sample_to_row(s, frameset, card, target), "family": s.doc.get("family")})
     return rows
 

@@ -30,7 +30,8 @@ class Recipe:
     # where questions come from: {"task": CARD, "limit": N} (synthvid cards) or
     # {"video_r1": JSON, "video_root": DIR, "card": CARD} or {"charades_sta": TXT, "video_root": DIR};
     # synthvid's "change_verdicts": "adjacent" (default) or "separated" lays out the change
-    # targets' comparison (synthvid.attribute_comparison)
+    # targets' comparison (synthvid.attribute_comparison); "moment_frames": true restates the
+    # moments a color_at or change question names as frames ("0.8 s is frame 2.", sft_target)
     data: dict = field(default_factory=dict)
     frames: dict = field(default_factory=dict)  # overrides of the card's frames (n, max_pixels, ...)
     sft: dict | None = None  # SFTConfig keyword arguments; absent: no warm start
@@ -73,6 +74,9 @@ def load_recipe(path) -> Recipe:
     layout = (raw["data"] or {}).get("change_verdicts", DEFAULT_VERDICTS)
     if layout not in VERDICT_LAYOUTS:
         raise TaskError(f"{path}: data.change_verdicts is {layout!r}; use one of {', '.join(VERDICT_LAYOUTS)}")
+    moments = (raw["data"] or {}).get("moment_frames", False)
+    if not isinstance(moments, bool):
+        raise TaskError(f"{path}: data.moment_frames is {moments!r}; use true or false")
     return Recipe(**raw, path=str(path))
 
 
