@@ -71,13 +71,18 @@ def load_recipe(path) -> Recipe:
     for req in ("name", "output_dir", "model", "data"):
         if req not in raw:
             raise TaskError(f"{path}: missing required field '{req}'")
-    layout = (raw["data"] or {}).get("change_verdicts", DEFAULT_VERDICTS)
+    check_target_options(path, raw["data"] or {})
+    return Recipe(**raw, path=str(path))
+
+
+def check_target_options(path, data: dict) -> None:
+    """synthvid's SFT-target settings in `data:`, checked when the recipe loads."""
+    layout = data.get("change_verdicts", DEFAULT_VERDICTS)
     if layout not in VERDICT_LAYOUTS:
         raise TaskError(f"{path}: data.change_verdicts is {layout!r}; use one of {', '.join(VERDICT_LAYOUTS)}")
-    moments = (raw["data"] or {}).get("moment_frames", False)
+    moments = data.get("moment_frames", False)
     if not isinstance(moments, bool):
         raise TaskError(f"{path}: data.moment_frames is {moments!r}; use true or false")
-    return Recipe(**raw, path=str(path))
 
 
 def sft_config(recipe: Recipe, output_dir: Path, **overrides):
