@@ -102,3 +102,28 @@ def test_real_candidate_sets_lone_answers_get_no_E_and_T_separates(records):
                 lone_E.append(s["E"])
     assert lone_E and max(lone_E) == 0.0
     assert len(T_values) > 1  # real outputs do not all score alike
+
+
+def headroom_module():
+    spec = importlib.util.spec_from_file_location("headroom_tiny", REPO / "bench" / "headroom_tiny.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_headroom_classes_follow_the_greedy_candidate_and_the_sampled_majority():
+    classify = headroom_module().classify
+    assert classify([False] + [True] * 4 + [False] * 3) == "sharpenable"
+    assert classify([False] + [True] * 3 + [False] * 4) == "out of reach"
+    assert classify([True] + [True] * 3 + [False] * 4) == "fragile"
+    assert classify([True] + [True] * 4 + [False] * 3) == "kept"
+
+
+def test_headroom_on_real_candidate_sets_counts_every_question_once(records):
+    """bench/headroom_tiny.py: its greedy figure is the recorded temperature-0 candidate's, which
+    is the fixture's quoted greedy accuracy, and the four classes partition the questions."""
+    by = headroom_module().tally(records)["all"]
+    quoted = json.loads((FIXTURE / "summary.json").read_text())["accuracy"]["greedy"]
+    assert round(by["greedy"] / by["n"], 4) == quoted
+    assert by["sharpenable"] + by["fragile"] + by["out of reach"] + by["kept"] == by["n"] == len(records)
+    assert by["greedy"] == by["kept"] + by["fragile"]
