@@ -73,14 +73,16 @@ def main(argv=None) -> None:
     p.add_argument("runs", nargs="+", type=Path, help="run folders with 8 recorded candidates per question")
     args = p.parse_args(argv)
     for run in args.runs:
-        by = tally(load(run))
+        records = load(run)
+        by = tally(records)
+        voted = any(r["prediction"].get("strategy", "").startswith("majority") for r in records if r.get("prediction"))
         print(f"{run}")
         print(f"  {'family':13s} {'n':>4s} {'greedy':>7s} {'majority':>8s} {'sampled':>7s} "
               f"{'sharpenable':>11s} {'fragile':>7s} {'out of reach':>12s} {'up to':>6s} {'net':>6s}")
         for f in sorted(by, key=lambda f: (f == "all", f)):
             c = by[f]
             n = c["n"]
-            maj = f"{c['majority'] / n:.3f}" if c["majority"] else "-"
+            maj = f"{c['majority'] / n:.3f}" if voted else "-"
             print(f"  {f:13s} {n:4d} {c['greedy'] / n:7.3f} {maj:>8s} {c['sampled'] / n:7.3f} "
                   f"{c['sharpenable']:11d} {c['fragile']:7d} {c['out of reach']:12d} "
                   f"{c['sharpenable'] / n:+6.3f} {(c['sharpenable'] - c['fragile']) / n:+6.3f}")
